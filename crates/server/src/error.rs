@@ -1,0 +1,126 @@
+//! API errors: the distribution-spec's JSON error body, and the one mapping from storage and
+//! spec errors to error codes and HTTP statuses.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use wharf_spec::{ErrorCode, SpecError};
+use wharf_store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    status: StatusCode,
+    message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            status: StatusCode::from_u16(code.status()).expect("codes map to valid statuses"),
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Unknown, message)
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+/// The `Range` header value for an upload holding `size` bytes ("0-0" when empty, as
+/// Distribution does).
+pub(crate) fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let msg = e.to_string();
+        match e {
+            StoreError::BlobUnknown => ApiError::new(ErrorCode::BlobUnknown, msg),
+            StoreError::UploadUnknown => ApiError::new(ErrorCode::BlobUploadUnknown, msg),
+            StoreError::RangeNotSatisfiable { size } => {
+                ApiError::new(ErrorCode::BlobUploadInvalid, msg)
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .with_header("range", upload_range(size))
+            }
+            StoreError::UploadInvalid(_) | StoreError::BodyIncomplete(_) => {
+                ApiError::new(ErrorCode::BlobUploadInvalid, msg)
+            }
+            StoreError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid, msg),
+            StoreError::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown, msg),
+            StoreError::ManifestBlobUnknown(_) => {
+                ApiError::new(ErrorCode::ManifestBlobUnknown, msg)
+            }
+            StoreError::NameUnknown => ApiError::new(ErrorCode::NameUnknown, msg),
+            StoreError::ManifestTooLarge { .. } => ApiError::new(ErrorCode::SizeInvalid, msg)
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+            StoreError::Spec(e) => e.into(),
+            StoreError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                ApiError::internal(msg).with_status(StatusCode::INSUFFICIENT_STORAGE)
+            }
+            StoreError::Io(_) | StoreError::Database(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    errors: [Entry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            errors: [Entry {
+                code: self.code.as_str(),
+                message: &self.message,
+            }],
+        })
+        .expect("error body serialises");
+        let mut r = crate::json_response(self.status, body);
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}

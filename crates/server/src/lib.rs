@@ -1,0 +1,139 @@
+//! The distribution-spec HTTP API. Repository names contain slashes, so one dispatcher parses
+//! the path into a [`route::Route`] and calls a handler; handlers parse the request, call the
+//! [`Registry`], and format the answer. Every failure becomes the spec's JSON error in
+//! [`error`], the one place where errors meet status codes.
+
+mod blobs;
+pub mod error;
+mod listing;
+mod manifests;
+mod request;
+pub mod route;
+mod uploads;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use wharf_spec::ErrorCode;
+use wharf_store::Registry;
+
+use crate::error::ApiError;
+use crate::route::Route;
+
+/// Knobs of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest `n` a listing accepts, and the page size when `n` is absent.
+    pub max_page_size: usize,
+    /// Advertised as `OCI-Chunk-Min-Length`: the smallest chunk worth sending.
+    pub chunk_min_length: u64,
+    /// How long a request body may go without sending a byte before the request fails.
+    pub body_idle_timeout: std::time::Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_page_size: 10_000,
+            chunk_min_length: 1024 * 1024,
+            body_idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+pub(crate) struct App {
+    registry: Arc<Registry>,
+    options: ServerOptions,
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+pub fn router(registry: Arc<Registry>, options: ServerOptions) -> Router {
+    let app = Arc::new(App { registry, options });
+    Router::new().fallback(dispatch).with_state(app)
+}
+
+const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
+
+async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let mut response = match route(&app, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(%method, status = %e.status(), "{}", e.message());
+            }
+            e.into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert("docker-distribution-api-version", API_VERSION);
+    response
+}
+
+async fn route(app: &App, req: Request) -> ApiResult {
+    let route = Route::parse(req.uri().path())?;
+    let m = req.method().clone();
+    let head = m == Method::HEAD;
+    match (route, m) {
+        (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}")),
+        (Route::Catalog, Method::GET) => listing::catalog(app, req).await,
+        (Route::Tags { name }, Method::GET) => listing::tags(app, &name, req).await,
+        (Route::Referrers { name, digest }, Method::GET) => {
+            listing::referrers(app, &name, &digest, req).await
+        }
+        (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+            manifests::get(app, &name, &reference, head).await
+        }
+        (Route::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(app, &name, &reference, req).await
+        }
+        (Route::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(app, &name, &reference).await
+        }
+        (Route::Blob { name, digest }, Method::GET | Method::HEAD) => {
+            blobs::get(app, &name, &digest, req, head).await
+        }
+        (Route::Blob { name, digest }, Method::DELETE) => blobs::delete(app, &name, &digest).await,
+        (Route::UploadStart { name }, Method::POST) => uploads::start(app, &name, req).await,
+        (Route::Upload { name, id }, Method::GET) => uploads::status(app, &name, &id).await,
+        (Route::Upload { name, id }, Method::PATCH) => uploads::patch(app, &name, &id, req).await,
+        (Route::Upload { name, id }, Method::PUT) => uploads::put(app, &name, &id, req).await,
+        (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(app, &name, &id).await,
+        (_, m) => Err(ApiError::new(
+            ErrorCode::Unsupported,
+            format!("method {m} is not allowed on this endpoint"),
+        )),
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Builds a response with no body and the given headers.
+pub(crate) fn empty(status: StatusCode, headers: &[(&'static str, String)]) -> ApiResult {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        r.headers_mut().insert(*k, header_value(v)?);
+    }
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Ok(r)
+}
+
+pub(crate) fn header_value(v: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(v).map_err(|_| ApiError::internal("unrepresentable header value"))
+}

@@ -1,0 +1,65 @@
+//! Manifest endpoints: GET, HEAD, PUT, DELETE by tag or digest.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use wharf_spec::Reference;
+use wharf_store::StoreError;
+
+use crate::error::ApiError;
+use crate::request::header_str;
+use crate::{empty, header_value, ApiResult, App};
+
+pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> ApiResult {
+    let reference: Reference = reference.parse()?;
+    let m = app.registry.manifest_get(name, &reference).await?;
+    let len = m.content.len();
+    let mut r = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(m.content)
+    });
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header_value(&m.media_type)?);
+    h.insert(header::CONTENT_LENGTH, len.into());
+    let d = m.digest.to_string();
+    h.insert(header::ETAG, header_value(&format!("\"{d}\""))?);
+    h.insert("docker-content-digest", header_value(&d)?);
+    Ok(r)
+}
+
+pub(crate) async fn put(app: &App, name: &str, reference: &str, req: Request) -> ApiResult {
+    let reference: Reference = reference.parse()?;
+    let limit = app.registry.limits().max_manifest_size;
+    let too_large = || ApiError::from(StoreError::ManifestTooLarge { limit });
+    let declared = header_str(&req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_string);
+    let content = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(e) => return Err(StoreError::BodyIncomplete(std::io::Error::other(e)).into()),
+    };
+    let put = app
+        .registry
+        .manifest_put(name, &reference, content_type.as_deref(), content)
+        .await?;
+    let mut headers = vec![
+        ("location", format!("/v2/{name}/manifests/{}", put.digest)),
+        ("docker-content-digest", put.digest.to_string()),
+    ];
+    if let Some(s) = put.subject {
+        headers.push(("oci-subject", s.to_string()));
+    }
+    empty(StatusCode::CREATED, &headers)
+}
+
+pub(crate) async fn delete(app: &App, name: &str, reference: &str) -> ApiResult {
+    let reference: Reference = reference.parse()?;
+    app.registry.manifest_delete(name, &reference).await?;
+    empty(StatusCode::ACCEPTED, &[])
+}

@@ -1,0 +1,15 @@
+//! The words of the OCI distribution-spec v1.1 and image-spec v1.1 (plus Docker schema2), as
+//! types: [`Digest`], repository names, [`Reference`], media types, [`Manifest`] parsing and
+//! validation, and the spec's [`ErrorCode`]s. Nothing here does I/O, so every other crate can
+//! depend on it and its rules can be unit-tested exhaustively.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use error::{ErrorCode, SpecError};
+pub use manifest::{Descriptor, Manifest, ManifestKind};
+pub use name::{validate_repository, validate_tag, Reference, MAX_NAME_LEN};

@@ -1,0 +1,49 @@
+//! The blob store trait: content-addressed bytes and the uploads that become them.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use wharf_spec::Digest;
+
+use crate::Result;
+
+/// A body streamed in or out; never held whole.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Content-addressed storage. Implementations verify digests while the bytes pass through, and
+/// make a blob visible under its digest only once it is complete, verified and durable.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a stored blob, or `None` when absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Streams `range` of a stored blob. The caller has checked the range against the size.
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Stores a whole blob from `body`, refusing it unless it hashes to `digest`. Returns its size.
+    async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64>;
+
+    /// Prepares storage for a new upload session.
+    async fn upload_create(&self, id: &str) -> Result<()>;
+
+    /// Appends `body` to upload `id`, whose acknowledged length is `offset`; anything past
+    /// `offset` (left by an interrupted append) is discarded first. Returns the new length once
+    /// the appended bytes are durable. The new length becomes the acknowledged one only when
+    /// the caller records it.
+    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64>;
+
+    /// Verifies that the first `size` bytes of upload `id` hash to `digest` and, if so, makes
+    /// them the blob `digest`.
+    async fn upload_commit(&self, id: &str, size: u64, digest: &Digest) -> Result<()>;
+
+    /// Discards an upload's bytes. Unknown ids are not an error.
+    async fn upload_abort(&self, id: &str) -> Result<()>;
+
+    /// Ids of every upload with bytes in this store, so that ones without a session in the
+    /// metadata store (left by a crash between the two) can be discarded.
+    async fn upload_ids(&self) -> Result<Vec<String>>;
+}

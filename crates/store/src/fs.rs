@@ -1,0 +1,313 @@
+//! [`BlobStore`] on a local filesystem.
+//!
+//! Layout under the root: `blobs/<algorithm>/<first two hex>/<hex>` for committed blobs (one
+//! copy whatever the number of repositories), `uploads/<uuid>` for upload sessions, `tmp/` for
+//! monolithic uploads in flight. A blob reaches `blobs/` by rename only after it was hashed,
+//! compared and fsynced, so a crash can leave garbage in `tmp/` or `uploads/` but never a
+//! partial blob under a digest. Paths are built only from parsed digests and from upload ids
+//! that parse as UUIDs.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncSeekExt;
+use tokio_util::io::ReaderStream;
+use wharf_spec::{Algorithm, Digest, Hasher};
+
+use crate::{BlobStore, ByteStream, Result, StoreError};
+
+const READ_CHUNK: usize = 256 * 1024;
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+pub struct FsBlobStore {
+    root: PathBuf,
+    /// Hash state of each upload at its acknowledged length, so that an append or commit on
+    /// the same process does not re-read the file. Missing or stale entries (after a restart)
+    /// are rebuilt by hashing the file.
+    hashers: Mutex<HashMap<String, (u64, Hasher)>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store under `root` and removes leftovers of monolithic
+    /// uploads that a crash interrupted.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsBlobStore> {
+        let root = root.into();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for i in 0..=255u8 {
+                fs::create_dir_all(
+                    root.join("blobs")
+                        .join(alg.as_str())
+                        .join(format!("{i:02x}")),
+                )?;
+            }
+        }
+        fs::create_dir_all(root.join("uploads"))?;
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        sync_dir(&root)?;
+        Ok(FsBlobStore {
+            root,
+            hashers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        let uuid = uuid::Uuid::parse_str(id).map_err(|_| StoreError::UploadUnknown)?;
+        Ok(self
+            .root
+            .join("uploads")
+            .join(uuid.hyphenated().to_string()))
+    }
+
+    fn take_hasher(&self, id: &str, at: u64, alg: Algorithm) -> Option<Hasher> {
+        let mut map = self.hashers.lock().unwrap();
+        match map.remove(id) {
+            Some((len, h)) if len == at && h.algorithm() == alg => Some(h),
+            _ => None,
+        }
+    }
+}
+
+fn sync_dir(p: &Path) -> io::Result<()> {
+    File::open(p)?.sync_all()
+}
+
+/// Hashes the first `len` bytes of `file`.
+fn hash_prefix(file: &mut File, len: u64, alg: Algorithm) -> io::Result<Hasher> {
+    let mut h = alg.hasher();
+    file.seek(SeekFrom::Start(0))?;
+    let mut take = (&mut *file).take(len);
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut seen = 0;
+    loop {
+        let n = take.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        seen += n as u64;
+    }
+    if seen != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upload file shorter than its recorded length",
+        ));
+    }
+    Ok(h)
+}
+
+/// Writes `body` to the end of `file` while hashing it, on a blocking thread so that receiving
+/// the next chunk overlaps hashing and writing this one. Returns the file, the hasher and the
+/// number of bytes written; the data is fsynced.
+async fn write_stream(
+    file: File,
+    hasher: Hasher,
+    mut body: ByteStream,
+) -> Result<(File, Hasher, u64)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, Hasher, u64)> {
+        let mut hasher = hasher;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut n = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+            out.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()?;
+        Ok((file, hasher, n))
+    });
+    let mut body_error = None;
+    while let Some(item) = body.next().await {
+        match item {
+            Ok(chunk) => {
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.await??;
+    match body_error {
+        Some(e) => Err(StoreError::BodyIncomplete(e)),
+        None => Ok(written),
+    }
+}
+
+/// Moves a verified, synced file into place under its digest and syncs the directory, so the
+/// blob is visible only once whole and stays visible after a crash.
+fn install(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_dir(to.parent().expect("blob path has a parent"))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::BlobUnknown),
+            Err(e) => return Err(e.into()),
+        };
+        if range.start > 0 {
+            file.seek(SeekFrom::Start(range.start)).await?;
+        }
+        let limited = tokio::io::AsyncReadExt::take(file, range.end - range.start);
+        Ok(Box::pin(ReaderStream::with_capacity(limited, READ_CHUNK)))
+    }
+
+    async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64> {
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        let file = tmp.as_file().try_clone()?;
+        let (_file, hasher, size) = write_stream(file, digest.algorithm().hasher(), body).await?;
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let path = tmp.into_temp_path();
+        let to = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || {
+            install(&path, &to)?;
+            // The rename consumed the temporary file; keep its guard from deleting the blob.
+            path.keep().map_err(|e| e.error)?;
+            Ok::<_, io::Error>(())
+        })
+        .await??;
+        Ok(size)
+    }
+
+    async fn upload_create(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        tokio::task::spawn_blocking(move || {
+            File::create(&path)?;
+            sync_dir(path.parent().expect("upload path has a parent"))
+        })
+        .await??;
+        Ok(())
+    }
+
+    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64> {
+        let path = self.upload_path(id)?;
+        let cached = self.take_hasher(id, offset, Algorithm::Sha256);
+        let (file, hasher) = tokio::task::spawn_blocking(move || -> io::Result<(File, Hasher)> {
+            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let hasher = match cached {
+                Some(h) => h,
+                None => hash_prefix(&mut file, offset, Algorithm::Sha256)?,
+            };
+            file.set_len(offset)?;
+            file.seek(SeekFrom::Start(offset))?;
+            Ok((file, hasher))
+        })
+        .await?
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::UploadUnknown,
+            _ => StoreError::Io(e),
+        })?;
+        let (_file, hasher, n) = write_stream(file, hasher, body).await?;
+        let size = offset + n;
+        self.hashers
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), (size, hasher));
+        Ok(size)
+    }
+
+    async fn upload_commit(&self, id: &str, size: u64, digest: &Digest) -> Result<()> {
+        let path = self.upload_path(id)?;
+        let cached = self.take_hasher(id, size, digest.algorithm());
+        let alg = digest.algorithm();
+        let (path, actual) =
+            tokio::task::spawn_blocking(move || -> io::Result<(PathBuf, Digest)> {
+                let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+                let hasher = match cached {
+                    Some(h) => h,
+                    None => hash_prefix(&mut file, size, alg)?,
+                };
+                file.set_len(size)?;
+                file.sync_all()?;
+                Ok((path, hasher.finish()))
+            })
+            .await?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::UploadUnknown,
+                _ => StoreError::Io(e),
+            })?;
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let to = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || {
+            install(&path, &to)?;
+            sync_dir(path.parent().expect("upload path has a parent"))
+        })
+        .await??;
+        Ok(())
+    }
+
+    async fn upload_ids(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("uploads");
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            for e in fs::read_dir(dir)? {
+                if let Some(name) = e?.file_name().to_str() {
+                    ids.push(name.to_string());
+                }
+            }
+            Ok(ids)
+        })
+        .await?
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<()> {
+        self.hashers.lock().unwrap().remove(id);
+        let path = match self.upload_path(id) {
+            Ok(p) => p,
+            Err(_) => return Ok(()),
+        };
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The metadata store trait: everything that names content. One implementation per database;
+//! each method is one transaction, so every state a reader can observe is a consistent one.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use wharf_spec::{Digest, Reference};
+
+use crate::Result;
+
+/// A manifest as stored: the exact bytes that were pushed and the media type they were pushed as.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// A manifest about to be stored, with what it depends on.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub repo: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+    pub subject: Option<Digest>,
+    /// What a referrers listing reports for this manifest.
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations as a JSON object, for referrers listings.
+    pub annotations: Option<String>,
+    /// Blobs that must be linked in the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests (children of an index) that must exist in the repository.
+    pub manifests: Vec<Digest>,
+    pub tag: Option<String>,
+}
+
+/// A manifest whose `subject` is some digest, as a referrers listing needs it.
+#[derive(Debug, Clone)]
+pub struct ReferrerRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repo: String,
+    /// Bytes received and acknowledged so far.
+    pub size: u64,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The size of `digest` if it is linked into `repo`.
+    async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    /// The size of `digest` if any repository links it.
+    async fn blob_find(&self, digest: &Digest) -> Result<Option<u64>>;
+    async fn blob_link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Returns false when the blob was not linked.
+    async fn blob_unlink(&self, repo: &str, digest: &Digest) -> Result<bool>;
+
+    async fn upload_create(&self, repo: &str, id: &str) -> Result<()>;
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>>;
+    /// Moves an upload's acknowledged size from `from` to `to`; false if it was not at `from`.
+    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool>;
+    /// Removes the session, linking `blob` into its repository in the same transaction.
+    async fn upload_complete(&self, id: &str, blob: Option<(&Digest, u64)>) -> Result<bool>;
+    async fn upload_ids(&self) -> Result<Vec<String>>;
+
+    /// Stores a manifest (and its tag) after checking, in the same transaction, that all it
+    /// references is present. Storing an existing manifest again only moves the tag.
+    async fn manifest_put(&self, m: NewManifest) -> Result<()>;
+    async fn manifest_get(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>>;
+    /// Deletes a manifest and every tag on it; false when it was absent.
+    async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool>;
+
+    /// Up to `n` tags after `last` in lexical order; `None` when the repository is unknown.
+    async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>>;
+    /// Up to `n` repository names after `last` in lexical order.
+    async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
+    /// Manifests in `repo` whose subject is `subject`, in digest order.
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+}

@@ -1,0 +1,385 @@
+//! The registry model: the distribution-spec's operations over a [`BlobStore`] and a
+//! [`MetadataStore`]. Ordering is what keeps a crash harmless: bytes become durable before the
+//! metadata that names them, so the metadata never names something missing.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher as _};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wharf_spec::manifest::ManifestKind;
+use wharf_spec::{Descriptor, Digest, Manifest, Reference};
+
+use crate::meta::{MetadataStore, NewManifest, StoredManifest};
+use crate::{BlobStore, ByteStream, Result, StoreError};
+
+/// Sizes the registry enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_manifest_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// An upload session as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub size: u64,
+}
+
+pub enum MountOutcome {
+    Mounted {
+        size: u64,
+    },
+    /// The blob could not be mounted; an ordinary upload session was opened instead.
+    Upload(Upload),
+}
+
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// Uploads are serialised per session so two requests on one session never interleave their
+/// bytes; striping bounds the lock table's size.
+const UPLOAD_LOCK_STRIPES: usize = 256;
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    limits: Limits,
+    upload_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
+        Registry {
+            blobs,
+            meta,
+            limits,
+            upload_locks: (0..UPLOAD_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Discards upload bytes that no session names (a crash between creating the two).
+    pub async fn reconcile(&self) -> Result<usize> {
+        let live: HashSet<String> = self.meta.upload_ids().await?.into_iter().collect();
+        let mut removed = 0;
+        for id in self.blobs.upload_ids().await? {
+            if !live.contains(&id) {
+                self.blobs.upload_abort(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn upload_lock(&self, id: &str) -> &tokio::sync::Mutex<()> {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        &self.upload_locks[(h.finish() as usize) % UPLOAD_LOCK_STRIPES]
+    }
+
+    // ---- blobs ----
+
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        self.meta
+            .blob_get(repo, digest)
+            .await?
+            .ok_or(StoreError::BlobUnknown)
+    }
+
+    pub async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+        self.blobs.read(digest, range).await
+    }
+
+    pub async fn blob_delete(&self, repo: &str, digest: &Digest) -> Result<()> {
+        if self.meta.blob_unlink(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(StoreError::BlobUnknown)
+        }
+    }
+
+    /// Monolithic upload: the whole blob in one request.
+    pub async fn blob_put(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64> {
+        let size = self.blobs.put(digest, body).await?;
+        self.meta.blob_link(repo, digest, size).await?;
+        Ok(size)
+    }
+
+    /// Links a blob that is already stored into `repo`: from `from` when given, otherwise from
+    /// any repository. When it cannot, opens an ordinary upload session instead.
+    pub async fn blob_mount(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<MountOutcome> {
+        let found = match from {
+            Some(from) => self.meta.blob_get(from, digest).await?,
+            None => self.meta.blob_find(digest).await?,
+        };
+        if let Some(size) = found {
+            if self.blobs.stat(digest).await?.is_some() {
+                self.meta.blob_link(repo, digest, size).await?;
+                return Ok(MountOutcome::Mounted { size });
+            }
+        }
+        Ok(MountOutcome::Upload(self.upload_start(repo).await?))
+    }
+
+    // ---- uploads ----
+
+    pub async fn upload_start(&self, repo: &str) -> Result<Upload> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.blobs.upload_create(&id).await?;
+        self.meta.upload_create(repo, &id).await?;
+        Ok(Upload { id, size: 0 })
+    }
+
+    pub async fn upload_status(&self, repo: &str, id: &str) -> Result<Upload> {
+        let rec = self
+            .meta
+            .upload_get(id)
+            .await?
+            .filter(|r| r.repo == repo)
+            .ok_or(StoreError::UploadUnknown)?;
+        Ok(Upload {
+            id: rec.id,
+            size: rec.size,
+        })
+    }
+
+    /// Appends a chunk. `range` is the request's Content-Range (inclusive), when it had one.
+    pub async fn upload_append(
+        &self,
+        repo: &str,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: ByteStream,
+    ) -> Result<Upload> {
+        let _guard = self.upload_lock(id).lock().await;
+        self.append_locked(repo, id, range, body).await
+    }
+
+    async fn append_locked(
+        &self,
+        repo: &str,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: ByteStream,
+    ) -> Result<Upload> {
+        let current = self.upload_status(repo, id).await?;
+        if let Some((start, end)) = range {
+            if start != current.size {
+                return Err(StoreError::RangeNotSatisfiable { size: current.size });
+            }
+            if end < start {
+                return Err(StoreError::UploadInvalid(format!(
+                    "Content-Range {start}-{end} ends before it starts"
+                )));
+            }
+        }
+        let size = self.blobs.upload_append(id, current.size, body).await?;
+        if let Some((start, end)) = range {
+            let sent = size - start;
+            if sent != end - start + 1 {
+                return Err(StoreError::UploadInvalid(format!(
+                    "Content-Range {start}-{end} announces {} bytes but the body had {sent}",
+                    end - start + 1
+                )));
+            }
+        }
+        if !self.meta.upload_advance(id, current.size, size).await? {
+            return Err(StoreError::RangeNotSatisfiable { size: current.size });
+        }
+        Ok(Upload {
+            id: id.to_string(),
+            size,
+        })
+    }
+
+    /// Completes an upload, optionally with a last chunk, as blob `digest`.
+    pub async fn upload_finish(
+        &self,
+        repo: &str,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<(u64, u64)>, ByteStream)>,
+    ) -> Result<u64> {
+        let _guard = self.upload_lock(id).lock().await;
+        let upload = match last_chunk {
+            Some((range, body)) => self.append_locked(repo, id, range, body).await?,
+            None => self.upload_status(repo, id).await?,
+        };
+        self.blobs.upload_commit(id, upload.size, digest).await?;
+        self.meta
+            .upload_complete(id, Some((digest, upload.size)))
+            .await?;
+        self.blobs.upload_abort(id).await?;
+        Ok(upload.size)
+    }
+
+    pub async fn upload_cancel(&self, repo: &str, id: &str) -> Result<()> {
+        let _guard = self.upload_lock(id).lock().await;
+        self.upload_status(repo, id).await?;
+        self.meta.upload_complete(id, None).await?;
+        self.blobs.upload_abort(id).await
+    }
+
+    // ---- manifests ----
+
+    pub async fn manifest_put(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+    ) -> Result<ManifestPut> {
+        if content.len() > self.limits.max_manifest_size {
+            return Err(StoreError::ManifestTooLarge {
+                limit: self.limits.max_manifest_size,
+            });
+        }
+        let manifest = Manifest::parse(content_type, &content)?;
+        let (digest, tag) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &content);
+                if &actual != expected {
+                    return Err(StoreError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                (actual, None)
+            }
+            Reference::Tag(t) => (Digest::sha256_of(&content), Some(t.clone())),
+        };
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let annotations = manifest
+            .annotations
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|a| serde_json::to_string(a).expect("string map serialises"));
+        self.meta
+            .manifest_put(NewManifest {
+                repo: repo.to_string(),
+                digest: digest.clone(),
+                media_type: manifest.media_type.clone(),
+                subject: subject.clone(),
+                artifact_type: manifest.referrer_artifact_type().map(str::to_string),
+                annotations,
+                blobs: manifest.required_blobs().cloned().collect(),
+                manifests: manifest
+                    .manifests
+                    .iter()
+                    .map(|d| d.digest.clone())
+                    .collect(),
+                tag,
+                content,
+            })
+            .await?;
+        Ok(ManifestPut { digest, subject })
+    }
+
+    pub async fn manifest_get(&self, repo: &str, reference: &Reference) -> Result<StoredManifest> {
+        self.meta
+            .manifest_get(repo, reference)
+            .await?
+            .ok_or(StoreError::ManifestUnknown)
+    }
+
+    /// Deleting by digest removes the manifest and its tags; by tag, only the tag.
+    pub async fn manifest_delete(&self, repo: &str, reference: &Reference) -> Result<()> {
+        let found = match reference {
+            Reference::Digest(d) => self.meta.manifest_delete(repo, d).await?,
+            Reference::Tag(t) => self.meta.tag_delete(repo, t).await?,
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::ManifestUnknown)
+        }
+    }
+
+    // ---- listings ----
+
+    pub async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.meta
+            .tags(repo, last, n)
+            .await?
+            .ok_or(StoreError::NameUnknown)
+    }
+
+    pub async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.meta.repositories(last, n).await
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, in digest order: those pushed with a
+    /// `subject` field, plus those listed in a referrers-tag-schema index (`<alg>-<hex>` tag)
+    /// that a client without referrers API support maintained.
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let mut out: Vec<Descriptor> = Vec::new();
+        for r in self.meta.referrers(repo, subject).await? {
+            out.push(Descriptor {
+                media_type: r.media_type,
+                digest: r.digest,
+                size: r.size,
+                urls: None,
+                annotations: r.annotations.and_then(|a| serde_json::from_str(&a).ok()),
+                artifact_type: r.artifact_type,
+                platform: None,
+            });
+        }
+        let fallback_tag = referrers_tag(subject);
+        if let Some(index) = self
+            .meta
+            .manifest_get(repo, &Reference::Tag(fallback_tag))
+            .await?
+        {
+            if let Ok(m) = Manifest::parse(Some(&index.media_type), &index.content) {
+                if m.kind == ManifestKind::Index {
+                    let seen: HashSet<Digest> = out.iter().map(|d| d.digest.clone()).collect();
+                    out.extend(
+                        m.manifests
+                            .into_iter()
+                            .filter(|d| !seen.contains(&d.digest)),
+                    );
+                    out.sort_by(|a, b| a.digest.cmp(&b.digest));
+                }
+            }
+        }
+        if let Some(t) = artifact_type {
+            out.retain(|d| d.artifact_type.as_deref() == Some(t));
+        }
+        Ok(out)
+    }
+}
+
+/// The tag under which the referrers tag schema keeps the index of `subject`'s referrers.
+pub fn referrers_tag(subject: &Digest) -> String {
+    let mut t = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
+    t.truncate(wharf_spec::name::MAX_TAG_LEN);
+    t
+}

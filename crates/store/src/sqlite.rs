@@ -1,0 +1,473 @@
+//! [`MetadataStore`] on SQLite, the embedded default.
+//!
+//! WAL mode with `synchronous=FULL`: a commit is on disk before the call returns, and readers
+//! never wait for the writer. There is one writer connection (SQLite admits one writer at a
+//! time anyway) and a small pool of reader connections; all calls run on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use wharf_spec::{Digest, Reference};
+
+use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+use crate::{Result, StoreError};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size   INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_digest ON blobs (digest);
+CREATE TABLE manifests (
+    repo          TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    content       BLOB NOT NULL,
+    subject       TEXT,
+    artifact_type TEXT,
+    annotations   TEXT,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
+CREATE TABLE tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_by_digest ON tags (repo, digest);
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+const MAX_IDLE_READERS: usize = 16;
+
+pub struct SqliteMetadataStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(s: String) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
+}
+
+impl SqliteMetadataStore {
+    /// Opens the database at `path`, creating it and applying migrations as needed. A database
+    /// written by a newer Wharf is refused rather than misread.
+    pub fn open(path: impl Into<PathBuf>) -> Result<SqliteMetadataStore> {
+        let path = path.into();
+        let mut conn = open_connection(&path)?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Database(format!(
+                "{} has schema version {version}, newer than this Wharf knows ({}); upgrade Wharf",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(SqliteMetadataStore {
+            path,
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match idle {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let out = f(&conn);
+            let mut idle = pool.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await?
+    }
+}
+
+fn ensure_repo(tx: &rusqlite::Transaction, repo: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO repositories (name) VALUES (?1)")?
+        .execute([repo])?;
+    Ok(())
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadataStore {
+    async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT size FROM blobs WHERE repo = ?1 AND digest = ?2")?
+                    .query_row([&repo, &digest], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(|s| s as u64),
+            )
+        })
+        .await
+    }
+
+    async fn blob_find(&self, digest: &Digest) -> Result<Option<u64>> {
+        let digest = digest.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1 LIMIT 1")?
+                    .query_row([&digest], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(|s| s as u64),
+            )
+        })
+        .await
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            ensure_repo(tx, &repo)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (repo, digest, size) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![repo, digest, size as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_unlink(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM blobs WHERE repo = ?1 AND digest = ?2")?
+                .execute([repo, digest])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn upload_create(&self, repo: &str, id: &str) -> Result<()> {
+        let (repo, id) = (repo.to_string(), id.to_string());
+        self.write(move |tx| {
+            ensure_repo(tx, &repo)?;
+            let t = now();
+            tx.prepare_cached(
+                "INSERT INTO uploads (id, repo, size, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
+            )?
+            .execute(params![id, repo, t])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT repo, size FROM uploads WHERE id = ?1")?
+                    .query_row([&id], |r| {
+                        Ok(UploadRecord {
+                            id: id.clone(),
+                            repo: r.get(0)?,
+                            size: r.get::<_, i64>(1)? as u64,
+                        })
+                    })
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE uploads SET size = ?3, updated_at = ?4 WHERE id = ?1 AND size = ?2",
+                )?
+                .execute(params![id, from as i64, to as i64, now()])?
+                == 1)
+        })
+        .await
+    }
+
+    async fn upload_complete(&self, id: &str, blob: Option<(&Digest, u64)>) -> Result<bool> {
+        let id = id.to_string();
+        let blob = blob.map(|(d, s)| (d.to_string(), s as i64));
+        self.write(move |tx| {
+            let repo: Option<String> = tx
+                .prepare_cached("DELETE FROM uploads WHERE id = ?1 RETURNING repo")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            let Some(repo) = repo else { return Ok(false) };
+            if let Some((digest, size)) = blob {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (repo, digest, size) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![repo, digest, size])?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn upload_ids(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT id FROM uploads")?;
+            let ids = st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn manifest_put(&self, m: NewManifest) -> Result<()> {
+        self.write(move |tx| {
+            let repo = &m.repo;
+            ensure_repo(tx, repo)?;
+            {
+                let mut has_blob =
+                    tx.prepare_cached("SELECT 1 FROM blobs WHERE repo = ?1 AND digest = ?2")?;
+                for d in &m.blobs {
+                    if !has_blob.exists(params![repo, d.to_string()])? {
+                        return Err(StoreError::ManifestBlobUnknown(d.clone()));
+                    }
+                }
+                let mut has_manifest =
+                    tx.prepare_cached("SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2")?;
+                for d in &m.manifests {
+                    if !has_manifest.exists(params![repo, d.to_string()])? {
+                        return Err(StoreError::ManifestBlobUnknown(d.clone()));
+                    }
+                }
+            }
+            let digest = m.digest.to_string();
+            let t = now();
+            tx.prepare_cached(
+                "INSERT INTO manifests
+                   (repo, digest, media_type, size, content, subject, artifact_type, annotations, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type",
+            )?
+            .execute(params![
+                repo,
+                digest,
+                m.media_type,
+                m.content.len() as i64,
+                &m.content[..],
+                m.subject.as_ref().map(|d| d.to_string()),
+                m.artifact_type,
+                m.annotations,
+                t
+            ])?;
+            if let Some(tag) = &m.tag {
+                tx.prepare_cached(
+                    "INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                )?
+                .execute(params![repo, tag, digest, t])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
+        let repo = repo.to_string();
+        let reference = reference.clone();
+        self.read(move |c| {
+            let row = match &reference {
+                Reference::Digest(d) => c
+                    .prepare_cached(
+                        "SELECT digest, media_type, content FROM manifests WHERE repo = ?1 AND digest = ?2",
+                    )?
+                    .query_row([&repo, &d.to_string()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })
+                    .optional()?,
+                Reference::Tag(t) => c
+                    .prepare_cached(
+                        "SELECT m.digest, m.media_type, m.content FROM tags t
+                         JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                         WHERE t.repo = ?1 AND t.tag = ?2",
+                    )?
+                    .query_row([&repo, t], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })
+                    .optional()?,
+            };
+            row.map(|(digest, media_type, content)| {
+                Ok(StoredManifest {
+                    digest: parse_digest(digest)?,
+                    media_type,
+                    content: Bytes::from(content),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached("DELETE FROM manifests WHERE repo = ?1 AND digest = ?2")?
+                .execute([&repo, &digest])?;
+            tx.prepare_cached("DELETE FROM tags WHERE repo = ?1 AND digest = ?2")?
+                .execute([&repo, &digest])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM tags WHERE repo = ?1 AND tag = ?2")?
+                .execute([repo, tag])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>> {
+        let (repo, last) = (repo.to_string(), last.unwrap_or("").to_string());
+        self.read(move |c| {
+            let known = c
+                .prepare_cached("SELECT 1 FROM repositories WHERE name = ?1")?
+                .exists([&repo])?;
+            if !known {
+                return Ok(None);
+            }
+            let mut st = c.prepare_cached(
+                "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
+            )?;
+            let tags = st
+                .query_map(params![repo, last, n as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(Some(tags))
+        })
+        .await
+    }
+
+    async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let last = last.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT name FROM repositories r WHERE name > ?1
+                   AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name)
+                 ORDER BY name LIMIT ?2",
+            )?;
+            let names = st
+                .query_map(params![last, n as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let (repo, subject) = (repo.to_string(), subject.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+                 WHERE repo = ?1 AND subject = ?2 ORDER BY digest",
+            )?;
+            let rows = st
+                .query_map([&repo, &subject], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(d, media_type, size, artifact_type, annotations)| {
+                    Ok(ReferrerRecord {
+                        digest: parse_digest(d)?,
+                        media_type,
+                        size: size as u64,
+                        artifact_type,
+                        annotations,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,158 @@
+//! `wharf serve`: settles the configuration, opens the stores, and serves the API until
+//! SIGINT or SIGTERM, letting requests in flight finish.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use wharf_server::ServerOptions;
+use wharf_store::{FsBlobStore, Limits, Registry, SqliteMetadataStore};
+
+use crate::config::{FileConfig, Settings, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  wharf serve\n  wharf serve --listen 127.0.0.1:6000 --data-dir /srv/wharf\n  WHARF_DATA_DIR=/srv/wharf wharf serve --config /etc/wharf.toml\n\nPrecedence: flags, then WHARF_* variables, then the config file, then defaults."
+)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long, env = "WHARF_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Where blobs and metadata are kept [default: ./wharf-data]
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve without authentication on a non-loopback address (refused otherwise)
+    #[arg(long, env = "WHARF_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Log filter, e.g. info or wharf_server=debug [default: info]
+    #[arg(long, env = "WHARF_LOG", value_name = "FILTER")]
+    log: Option<String>,
+}
+
+fn settle(args: ServeArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let l = &file.limits;
+    let d = ServerOptions::default();
+    Ok(Settings {
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+        log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        max_manifest_size: l
+            .max_manifest_size
+            .unwrap_or(Limits::default().max_manifest_size),
+        max_page_size: l.max_page_size.unwrap_or(d.max_page_size),
+        chunk_min_length: l.chunk_min_length.unwrap_or(d.chunk_min_length),
+        body_idle_timeout_secs: l
+            .body_idle_timeout_secs
+            .unwrap_or(d.body_idle_timeout.as_secs()),
+        shutdown_timeout_secs: l.shutdown_timeout_secs.unwrap_or(30),
+    })
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let s = settle(args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&s.log)
+                .map_err(|e| format!("invalid log filter {:?}: {e}", s.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if !s.listen.ip().is_loopback() && !s.allow_anonymous {
+        return Err(format!(
+            "refusing to serve {} without authentication on a non-loopback address; \
+             pass --allow-anonymous to do it anyway",
+            s.listen
+        ));
+    }
+    if s.max_page_size == 0 || s.max_manifest_size == 0 {
+        return Err("limits.max_page_size and limits.max_manifest_size must be positive".into());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(serve(s))
+}
+
+async fn serve(s: Settings) -> Result<(), String> {
+    std::fs::create_dir_all(&s.data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", s.data_dir.display()))?;
+    let blobs = FsBlobStore::open(&s.data_dir)
+        .map_err(|e| format!("cannot open blob store in {}: {e}", s.data_dir.display()))?;
+    let meta = SqliteMetadataStore::open(s.data_dir.join("metadata.db"))
+        .map_err(|e| format!("cannot open metadata store: {e}"))?;
+    let registry = Arc::new(Registry::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        Limits {
+            max_manifest_size: s.max_manifest_size,
+        },
+    ));
+    let orphans = registry
+        .reconcile()
+        .await
+        .map_err(|e| format!("cannot reconcile uploads: {e}"))?;
+    if orphans > 0 {
+        tracing::info!(orphans, "discarded upload files that no session names");
+    }
+    let app = wharf_server::router(
+        registry,
+        ServerOptions {
+            max_page_size: s.max_page_size,
+            chunk_min_length: s.chunk_min_length,
+            body_idle_timeout: Duration::from_secs(s.body_idle_timeout_secs),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on http://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(s.shutdown_timeout_secs), server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped"),
+        Ok(Ok(Err(e))) => return Err(format!("server failed: {e}")),
+        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
+        Err(_) => tracing::warn!(
+            "requests still running after {}s; stopping anyway (unfinished uploads stay resumable)",
+            s.shutdown_timeout_secs
+        ),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
