@@ -1,0 +1,196 @@
+"""Fixtures that start real servers: Wharf (the release binary) and, as the reference peer,
+Debian's docker-registry (CNCF Distribution 2.8). Every server listens on 127.0.0.1 on a port
+it picks itself, and is stopped by PID at the end of its test."""
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+WHARF = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "release" / "wharf"))
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+class Server:
+    """A running server process and an HTTP session bound to its base URL."""
+
+    def __init__(self, proc, url, log_path, data_dir):
+        self.proc = proc
+        self.url = url
+        self.host = url.split("://", 1)[1]
+        self.log_path = log_path
+        self.data_dir = data_dir
+        self.http = requests.Session()
+
+    def __call__(self, method, path, **kw):
+        kw.setdefault("allow_redirects", False)
+        kw.setdefault("timeout", 60)
+        return self.http.request(method, self.url + path, **kw)
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.http.close()
+
+    # -- helpers that push content the spec's way --
+
+    def push_blob(self, repo, data: bytes, digest=None):
+        digest = digest or sha256(data)
+        r = self("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data)
+        assert r.status_code == 201, r.text
+        return digest
+
+    def push_manifest(self, repo, ref, body, media_type=OCI_MANIFEST):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        r = self("PUT", f"/v2/{repo}/manifests/{ref}", data=raw,
+                 headers={"Content-Type": media_type})
+        assert r.status_code == 201, r.text
+        return r.headers["Docker-Content-Digest"]
+
+    def push_image(self, repo, tag, layers=(b"layer-one", b"layer-two"), config=b"{}",
+                   extra=None):
+        """Pushes blobs and an OCI image manifest; returns (digest, manifest dict)."""
+        cd = self.push_blob(repo, config)
+        descs = []
+        for layer in layers:
+            descs.append({"mediaType": OCI_LAYER, "digest": self.push_blob(repo, layer),
+                          "size": len(layer)})
+        m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+             "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": len(config)},
+             "layers": descs}
+        m.update(extra or {})
+        return self.push_manifest(repo, tag, m), m
+
+
+def wait_for_log(path, pattern, proc, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
+        m = re.search(pattern, text)
+        if m:
+            return m
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{text}")
+        time.sleep(0.02)
+    raise TimeoutError(f"no {pattern!r} in log within {timeout}s:\n{text}")
+
+
+_starts = itertools.count()
+
+
+def start_wharf(data_dir, *args, env=None, config=None, listen="127.0.0.1:0"):
+    """Starts `wharf serve` and returns a Server once it logs its address. Each start gets
+    its own log file, so a restarted server's address is never read from an older log."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.{next(_starts)}.log"
+    cmd = [str(WHARF), "serve", "--data-dir", str(data_dir)]
+    if listen:
+        cmd += ["--listen", listen]
+    if config:
+        cmd += ["--config", str(config)]
+    cmd += list(args)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    full_env.update(env or {})
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=full_env)
+    m = wait_for_log(log_path, r"serving on (http://[0-9.:]+)", proc)
+    return Server(proc, m.group(1), log_path, data_dir)
+
+
+@pytest.fixture
+def wharf(tmp_path):
+    s = start_wharf(tmp_path / "data")
+    yield s
+    s.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_distribution(tmp_path):
+    """Starts Debian's docker-registry (Distribution 2.8) with deletes enabled."""
+    exe = shutil.which("docker-registry")
+    if not exe:
+        pytest.fail("docker-registry is not installed: run tests/setup")
+    port = free_port()
+    root = tmp_path / "distribution"
+    root.mkdir()
+    cfg = root / "config.yml"
+    cfg.write_text(f"""version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: {root}/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+""")
+    log = open(root / "log", "ab")
+    proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if requests.get(url + "/v2/", timeout=1).status_code == 200:
+                return Server(proc, url, root / "log", root / "data")
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError((root / "log").read_text())
+        time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("docker-registry did not start")
+
+
+@pytest.fixture
+def distribution(tmp_path):
+    s = start_distribution(tmp_path)
+    yield s
+    s.stop()
+
+
+def error_code(resp):
+    """The first error code of a spec-conformant error body."""
+    body = resp.json()
+    assert isinstance(body.get("errors"), list) and body["errors"], body
+    return body["errors"][0]["code"]

@@ -1,0 +1,159 @@
+"""`wharf serve`: defaults, configuration precedence, secure binding, graceful shutdown."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import WHARF, free_port, sha256, start_wharf, wait_for_log
+
+
+def test_defaults_listen_on_5000_and_use_wharf_data(tmp_path):
+    """Run with no arguments at all, as README says. Skipped only if 5000 is taken."""
+    try:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 5000))
+    except OSError:
+        pytest.skip("port 5000 is in use on this machine")
+    log = tmp_path / "log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([str(WHARF), "serve"], cwd=tmp_path, stdout=f, stderr=f,
+                                env={k: v for k, v in os.environ.items()
+                                     if not k.startswith("WHARF_")})
+    try:
+        wait_for_log(log, r"serving on http://127\.0\.0\.1:5000", proc)
+        assert requests.get("http://127.0.0.1:5000/v2/").status_code == 200
+        assert (tmp_path / "wharf-data" / "metadata.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_precedence_flag_over_env_over_file(tmp_path):
+    p_file, p_env, p_flag = free_port(), free_port(), free_port()
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f'listen = "127.0.0.1:{p_file}"\n')
+    s = start_wharf(tmp_path / "d1", config=cfg, listen=None)
+    assert s.url.endswith(f":{p_file}")
+    s.stop()
+    s = start_wharf(tmp_path / "d2", config=cfg, listen=None,
+                    env={"WHARF_LISTEN": f"127.0.0.1:{p_env}"})
+    assert s.url.endswith(f":{p_env}")
+    s.stop()
+    s = start_wharf(tmp_path / "d3", config=cfg, listen=f"127.0.0.1:{p_flag}",
+                    env={"WHARF_LISTEN": f"127.0.0.1:{p_env}"})
+    assert s.url.endswith(f":{p_flag}")
+    s.stop()
+
+
+def test_data_dir_from_file_and_env(tmp_path):
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "from-file"}"\nlisten = "127.0.0.1:0"\n')
+    proc_log = tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    env["WHARF_CONFIG"] = str(cfg)
+    with open(proc_log, "wb") as f:
+        proc = subprocess.Popen([str(WHARF), "serve"], stdout=f, stderr=f, env=env)
+    try:
+        wait_for_log(proc_log, r"serving on", proc)
+        assert (tmp_path / "from-file" / "metadata.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("listen = 5\n", "config file"),
+    ("lisen = \"127.0.0.1:1\"\n", "unknown field"),
+    ("[limits]\nmax_page_size = 0\n", "must be positive"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, content, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    r = subprocess.run([str(WHARF), "serve", "--config", str(cfg), "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.startswith("wharf: error:") and message in r.stderr, r.stderr
+    assert "panicked" not in r.stderr
+
+
+def test_missing_config_file(tmp_path):
+    r = subprocess.run([str(WHARF), "serve", "--config", str(tmp_path / "nope.toml")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "cannot read config file" in r.stderr
+
+
+def test_non_loopback_without_auth_is_refused(tmp_path):
+    r = subprocess.run([str(WHARF), "serve", "--listen", "0.0.0.0:0", "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "without authentication" in r.stderr and "--allow-anonymous" in r.stderr
+
+
+def test_allow_anonymous_permits_wildcard_bind(tmp_path):
+    s = start_wharf(tmp_path / "d", "--allow-anonymous", listen="0.0.0.0:0")
+    try:
+        port = s.url.rsplit(":", 1)[1]
+        assert requests.get(f"http://127.0.0.1:{port}/v2/").status_code == 200
+    finally:
+        s.stop()
+
+
+def test_help_has_examples():
+    out = subprocess.run([str(WHARF), "serve", "--help"], capture_output=True, text=True).stdout
+    assert "Examples:" in out and "--listen" in out and "--data-dir" in out
+    out = subprocess.run([str(WHARF), "--help"], capture_output=True, text=True).stdout
+    assert "Examples:" in out and "serve" in out
+
+
+def test_sigterm_lets_inflight_upload_finish(tmp_path):
+    s = start_wharf(tmp_path / "d")
+    data = os.urandom(4 << 20)
+    d = sha256(data)
+    result = {}
+
+    def slow_body():
+        for i in range(0, len(data), 256 << 10):
+            yield data[i:i + (256 << 10)]
+            time.sleep(0.05)
+
+    def push():
+        result["r"] = requests.post(f"{s.url}/v2/graceful/blobs/uploads/",
+                                    params={"digest": d}, data=slow_body(), timeout=60)
+
+    t = threading.Thread(target=push)
+    t.start()
+    time.sleep(0.3)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(timeout=60)
+    assert s.proc.wait(timeout=30) == 0
+    assert result["r"].status_code == 201
+    assert "shutting down" in s.log()
+    s2 = start_wharf(tmp_path / "d")
+    try:
+        assert s2("GET", f"/v2/graceful/blobs/{d}").content == data
+    finally:
+        s2.stop()
+
+
+def test_upload_resumes_after_restart(tmp_path):
+    s = start_wharf(tmp_path / "d")
+    loc = s("POST", "/v2/resume/blobs/uploads/").headers["Location"]
+    assert s("PATCH", loc, data=b"first half ").status_code == 202
+    s.stop(signal.SIGKILL)
+    s = start_wharf(tmp_path / "d")
+    try:
+        r = s("GET", loc)
+        assert r.status_code == 204 and r.headers["Range"] == "0-10"
+        r = s("PATCH", loc, data=b"second half", headers={"Content-Range": "11-21"})
+        assert r.status_code == 202
+        whole = b"first half second half"
+        assert s("PUT", loc, params={"digest": sha256(whole)}).status_code == 201
+        assert s("GET", f"/v2/resume/blobs/{sha256(whole)}").content == whole
+    finally:
+        s.stop()
