@@ -1,0 +1,276 @@
+//! The registry model over real backends. Each test runs against every backend the crate has,
+//! so a new backend inherits the whole suite.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream;
+use wharf_spec::{Digest, Reference};
+use wharf_store::{
+    ByteStream, FsBlobStore, Limits, MountOutcome, Registry, SqliteMetadataStore, StoreError,
+};
+
+struct Backend {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FsBlobStore::open(dir.path().join("blobs")).unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("meta.db")).unwrap();
+    vec![Backend {
+        registry: Registry::new(Arc::new(blobs), Arc::new(meta), Limits::default()),
+        _dir: dir,
+    }]
+}
+
+fn body(parts: &[&[u8]]) -> ByteStream {
+    let items: Vec<std::io::Result<Bytes>> = parts
+        .iter()
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    Box::pin(stream::iter(items))
+}
+
+fn failing_body(first: &[u8]) -> ByteStream {
+    let items: Vec<std::io::Result<Bytes>> = vec![
+        Ok(Bytes::copy_from_slice(first)),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer went away",
+        )),
+    ];
+    Box::pin(stream::iter(items))
+}
+
+async fn read_all(r: &Registry, d: &Digest, size: u64) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let mut s = r.blob_read(d, 0..size).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+fn image_manifest(config: &Digest, layer: &Digest, extra: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":5}}]{extra}}}"#
+    ))
+}
+
+#[tokio::test]
+async fn chunked_upload_then_read() {
+    for b in backends() {
+        let r = &b.registry;
+        let u = r.upload_start("repo").await.unwrap();
+        let u = r
+            .upload_append("repo", &u.id, Some((0, 2)), body(&[b"abc"]))
+            .await
+            .unwrap();
+        assert_eq!(u.size, 3);
+        let err = r
+            .upload_append("repo", &u.id, Some((0, 2)), body(&[b"abc"]))
+            .await;
+        assert!(matches!(
+            err,
+            Err(StoreError::RangeNotSatisfiable { size: 3 })
+        ));
+        let d = Digest::sha256_of(b"abcdef");
+        let size = r
+            .upload_finish("repo", &u.id, &d, Some((None, body(&[b"d", b"ef"]))))
+            .await
+            .unwrap();
+        assert_eq!(size, 6);
+        assert_eq!(r.blob_size("repo", &d).await.unwrap(), 6);
+        assert_eq!(read_all(r, &d, 6).await, b"abcdef");
+        assert!(matches!(
+            r.upload_status("repo", &u.id).await,
+            Err(StoreError::UploadUnknown)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn failed_append_keeps_acknowledged_length() {
+    for b in backends() {
+        let r = &b.registry;
+        let u = r.upload_start("repo").await.unwrap();
+        r.upload_append("repo", &u.id, None, body(&[b"keep"]))
+            .await
+            .unwrap();
+        let err = r
+            .upload_append("repo", &u.id, None, failing_body(b"lost"))
+            .await;
+        assert!(matches!(err, Err(StoreError::BodyIncomplete(_))));
+        assert_eq!(r.upload_status("repo", &u.id).await.unwrap().size, 4);
+        let d = Digest::sha256_of(b"keep+more");
+        r.upload_finish("repo", &u.id, &d, Some((None, body(&[b"+more"]))))
+            .await
+            .unwrap();
+        assert_eq!(read_all(r, &d, 9).await, b"keep+more");
+    }
+}
+
+#[tokio::test]
+async fn digest_mismatch_stores_nothing() {
+    for b in backends() {
+        let r = &b.registry;
+        let wrong = Digest::sha256_of(b"expected");
+        let err = r.blob_put("repo", &wrong, body(&[b"actual"])).await;
+        assert!(matches!(err, Err(StoreError::DigestMismatch { .. })));
+        assert!(matches!(
+            r.blob_size("repo", &wrong).await,
+            Err(StoreError::BlobUnknown)
+        ));
+        let u = r.upload_start("repo").await.unwrap();
+        r.upload_append("repo", &u.id, None, body(&[b"actual"]))
+            .await
+            .unwrap();
+        let err = r.upload_finish("repo", &u.id, &wrong, None).await;
+        assert!(matches!(err, Err(StoreError::DigestMismatch { .. })));
+        // the session survives, so the client can close it with the right digest
+        let right = Digest::sha256_of(b"actual");
+        r.upload_finish("repo", &u.id, &right, None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sha512_upload_rehashes() {
+    for b in backends() {
+        let r = &b.registry;
+        let u = r.upload_start("repo").await.unwrap();
+        r.upload_append("repo", &u.id, None, body(&[b"five!"]))
+            .await
+            .unwrap();
+        let d = Digest::of(wharf_spec::Algorithm::Sha512, b"five!");
+        r.upload_finish("repo", &u.id, &d, None).await.unwrap();
+        assert_eq!(read_all(r, &d, 5).await, b"five!");
+    }
+}
+
+#[tokio::test]
+async fn mount_and_fallback() {
+    for b in backends() {
+        let r = &b.registry;
+        let d = Digest::sha256_of(b"layer");
+        r.blob_put("src", &d, body(&[b"layer"])).await.unwrap();
+        assert!(matches!(
+            r.blob_mount("dst", &d, Some("src")).await.unwrap(),
+            MountOutcome::Mounted { size: 5 }
+        ));
+        assert!(matches!(
+            r.blob_mount("dst2", &d, Some("elsewhere")).await.unwrap(),
+            MountOutcome::Upload(_)
+        ));
+        assert!(matches!(
+            r.blob_mount("dst3", &d, None).await.unwrap(),
+            MountOutcome::Mounted { .. }
+        ));
+    }
+}
+
+#[tokio::test]
+async fn manifests_tags_and_referrers() {
+    for b in backends() {
+        let r = &b.registry;
+        let config = Digest::sha256_of(b"{}");
+        let layer = Digest::sha256_of(b"layer");
+        let m = image_manifest(&config, &layer, "");
+        let tag = Reference::Tag("v1".into());
+        let err = r.manifest_put("repo", &tag, None, m.clone()).await;
+        assert!(matches!(err, Err(StoreError::ManifestBlobUnknown(d)) if d == config));
+        r.blob_put("repo", &config, body(&[b"{}"])).await.unwrap();
+        r.blob_put("repo", &layer, body(&[b"layer"])).await.unwrap();
+        let put = r.manifest_put("repo", &tag, None, m.clone()).await.unwrap();
+        assert_eq!(put.digest, Digest::sha256_of(&m));
+        let got = r.manifest_get("repo", &tag).await.unwrap();
+        assert_eq!(got.content, m);
+
+        let sig = image_manifest(
+            &config,
+            &layer,
+            &format!(
+                r#","artifactType":"application/x-sig","subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":1}}"#,
+                put.digest
+            ),
+        );
+        let sig_put = r
+            .manifest_put("repo", &Reference::Tag("sig".into()), None, sig)
+            .await
+            .unwrap();
+        assert_eq!(sig_put.subject.as_ref(), Some(&put.digest));
+        let refs = r.referrers("repo", &put.digest, None).await.unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].artifact_type.as_deref(), Some("application/x-sig"));
+        assert!(r
+            .referrers("repo", &put.digest, Some("application/other"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert_eq!(r.tags("repo", None, 10).await.unwrap(), vec!["sig", "v1"]);
+        assert_eq!(r.tags("repo", Some("sig"), 10).await.unwrap(), vec!["v1"]);
+        assert!(matches!(
+            r.tags("nope", None, 10).await,
+            Err(StoreError::NameUnknown)
+        ));
+        assert_eq!(r.repositories(None, 10).await.unwrap(), vec!["repo"]);
+
+        r.manifest_delete("repo", &tag).await.unwrap();
+        assert!(matches!(
+            r.manifest_get("repo", &tag).await,
+            Err(StoreError::ManifestUnknown)
+        ));
+        r.manifest_get("repo", &Reference::Digest(put.digest.clone()))
+            .await
+            .unwrap();
+        r.manifest_delete("repo", &Reference::Digest(put.digest.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.manifest_delete("repo", &Reference::Digest(put.digest))
+                .await,
+            Err(StoreError::ManifestUnknown)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn oversized_manifest_is_refused() {
+    for b in backends() {
+        let big = Bytes::from(vec![b' '; Limits::default().max_manifest_size + 1]);
+        let err = b
+            .registry
+            .manifest_put("repo", &Reference::Tag("t".into()), None, big)
+            .await;
+        assert!(matches!(err, Err(StoreError::ManifestTooLarge { .. })));
+    }
+}
+
+#[tokio::test]
+async fn reconcile_discards_orphan_upload_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FsBlobStore::open(dir.path().join("b")).unwrap();
+    let orphan = "7f3c0a52-6c1e-4c55-9d0e-3a7f1a2b3c4d";
+    std::fs::write(dir.path().join("b/uploads").join(orphan), b"junk").unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("m.db")).unwrap();
+    let r = Registry::new(Arc::new(blobs), Arc::new(meta), Limits::default());
+    let live = r.upload_start("repo").await.unwrap();
+    assert_eq!(r.reconcile().await.unwrap(), 1);
+    assert!(!dir.path().join("b/uploads").join(orphan).exists());
+    assert!(dir.path().join("b/uploads").join(&live.id).exists());
+}
+
+#[test]
+fn newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    drop(SqliteMetadataStore::open(&path).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.pragma_update(None, "user_version", 999).unwrap();
+    drop(c);
+    let err = SqliteMetadataStore::open(&path).err().unwrap().to_string();
+    assert!(err.contains("newer than this Wharf knows"), "{err}");
+}
