@@ -240,3 +240,12 @@ def test_mount_with_bad_input(wharf):
     assert r.status_code == 400 and error_code(r) == "DIGEST_INVALID"
     r = wharf("POST", "/v2/m/blobs/uploads/", params={"mount": sha256(b"x"), "from": "A/B"})
     assert r.status_code == 400 and error_code(r) == "NAME_INVALID"
+
+
+def test_empty_blob(wharf):
+    d = wharf.push_blob("empty", b"")
+    assert d == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    r = wharf("GET", f"/v2/empty/blobs/{d}")
+    assert r.status_code == 200 and r.content == b"" and r.headers["Content-Length"] == "0"
+    r = wharf("GET", f"/v2/empty/blobs/{d}", headers={"Range": "bytes=0-0"})
+    assert r.status_code == 416 and error_code(r) == "RANGE_INVALID"

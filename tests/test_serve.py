@@ -157,3 +157,28 @@ def test_upload_resumes_after_restart(tmp_path):
         assert s("GET", f"/v2/resume/blobs/{sha256(whole)}").content == whole
     finally:
         s.stop()
+
+
+def test_shutdown_timeout_bounds_the_wait(tmp_path):
+    """A request that never finishes cannot hold the server past shutdown_timeout_secs, and
+    its upload session survives for a later resume."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text("[limits]\nshutdown_timeout_secs = 1\nbody_idle_timeout_secs = 120\n")
+    s = start_wharf(tmp_path / "d", config=cfg)
+    loc = s("POST", "/v2/stuck/blobs/uploads/").headers["Location"]
+    import socket
+    host, port = s.host.split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc".encode())
+    time.sleep(0.3)
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=20) == 0
+    assert time.time() - t0 < 10
+    sock.close()
+    assert "stopping anyway" in s.log()
+    s2 = start_wharf(tmp_path / "d", config=cfg)
+    try:
+        assert s2("GET", loc).headers["Range"] == "0-0"
+    finally:
+        s2.stop()

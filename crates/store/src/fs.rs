@@ -21,9 +21,11 @@ use wharf_spec::{Algorithm, Digest, Hasher};
 
 use crate::{BlobStore, ByteStream, Result, StoreError};
 
-/// Size of the slices a blob is sent in: large enough for few wake-ups, small enough that the
-/// response notices a departed client soon.
-const SEND_CHUNK: usize = 4 * 1024 * 1024;
+/// Bytes mapped at a time when serving a blob: large enough that mapping costs little, small
+/// enough that fifty concurrent downloads stay within a few tens of MiB resident.
+const WINDOW: usize = 256 * 1024;
+/// Windows mapped ahead of the socket, per download.
+const WINDOWS_AHEAD: usize = 1;
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
@@ -117,7 +119,7 @@ fn hash_prefix(file: &mut File, len: u64, alg: Algorithm) -> io::Result<Hasher> 
 
 /// How much to write before asking the kernel to start writing it back. The final fsync then
 /// waits only for the tail, so disk writes overlap receiving instead of following it.
-const WRITEBACK_STEP: u64 = 32 * 1024 * 1024;
+const WRITEBACK_STEP: u64 = 4 * 1024 * 1024;
 
 /// Starts (without waiting for) writeback of a file range. Only a hint: durability still comes
 /// from the fsync at the end.
@@ -146,7 +148,7 @@ async fn write_stream(
     hasher: Hasher,
     mut body: ByteStream,
 ) -> Result<(File, Hasher, u64)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, Hasher, u64)> {
         let mut hasher = hasher;
         let start = file.stream_position()?;
@@ -189,32 +191,43 @@ async fn write_stream(
     }
 }
 
-/// Streams `range` of `file` as slices of one memory mapping, so bytes go from the page cache
-/// to the socket with no copy, zeroing or allocation in between. Mapping is safe here because a
-/// committed blob file is never written again: it is only ever renamed into place whole and
-/// later unlinked, and an unlinked file stays readable through an existing mapping. The cost:
-/// a disk read error surfaces as SIGBUS instead of EIO; the crash-safe design makes that a
-/// restart, not a loss.
-fn read_stream(file: &File, range: Range<u64>) -> io::Result<ByteStream> {
-    if range.is_empty() {
-        return Ok(Box::pin(futures_util::stream::empty()));
-    }
-    // SAFETY: see above; the file is immutable for as long as the mapping lives.
-    let map = unsafe { memmap2::MmapOptions::new().map(file)? };
-    if (map.len() as u64) < range.end {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "blob shorter than recorded",
-        ));
-    }
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let all = Bytes::from_owner(map).slice(range.start as usize..range.end as usize);
-    let chunks = (0..all.len())
-        .step_by(SEND_CHUNK)
-        .map(move |at| Ok(all.slice(at..(at + SEND_CHUNK).min(all.len()))));
-    Ok(Box::pin(futures_util::stream::iter(
-        chunks.collect::<Vec<_>>(),
-    )))
+/// Streams `range` of `file` as a sequence of small memory mappings, so bytes go from the page
+/// cache to the socket with no copy, zeroing or allocation in between.
+///
+/// A blocking thread maps each window with `MAP_POPULATE`, so any disk read happens there and
+/// never stalls an async worker on a page fault; a window is unmapped as soon as the response
+/// has sent it, so resident memory per download stays at a few windows however large the blob.
+///
+/// Mapping is safe because a committed blob file is never written again: it is renamed into
+/// place whole and later only unlinked, and an unlinked file stays readable through an existing
+/// mapping. The cost: a disk read error surfaces as SIGBUS instead of EIO; the crash-safe
+/// design makes that a restart, not a loss.
+fn read_stream(file: File, range: Range<u64>) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(WINDOWS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut pos = range.start;
+        while pos < range.end {
+            let len = (range.end - pos).min(WINDOW as u64) as usize;
+            // SAFETY: see above; the file is immutable for as long as the mapping lives.
+            // (memmap2 aligns the offset to the page size itself.)
+            let mapped = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(pos)
+                    .len(len)
+                    .populate()
+                    .map(&file)
+            };
+            let item = mapped.map(Bytes::from_owner);
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+            pos += len as u64;
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Moves a verified, synced file into place under its digest and syncs the directory, so the
@@ -236,16 +249,15 @@ impl BlobStore for FsBlobStore {
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
         let path = self.blob_path(digest);
-        let opened = tokio::task::spawn_blocking(move || {
-            let file = File::open(path)?;
-            read_stream(&file, range)
-        })
-        .await?;
-        match opened {
-            Ok(s) => Ok(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobUnknown),
-            Err(e) => Err(e.into()),
+        let file = match tokio::task::spawn_blocking(move || File::open(path)).await? {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::BlobUnknown),
+            Err(e) => return Err(e.into()),
+        };
+        if range.is_empty() {
+            return Ok(Box::pin(futures_util::stream::empty()));
         }
+        Ok(read_stream(file, range))
     }
 
     async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64> {

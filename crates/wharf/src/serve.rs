@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use clap::Args;
 use wharf_server::ServerOptions;
-use wharf_store::{FsBlobStore, Limits, Registry, SqliteMetadataStore};
+use wharf_store::Limits;
 
 use crate::config::{FileConfig, Settings, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 
@@ -93,23 +92,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(s: Settings) -> Result<(), String> {
-    std::fs::create_dir_all(&s.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", s.data_dir.display()))?;
-    let blobs = FsBlobStore::open(&s.data_dir)
-        .map_err(|e| format!("cannot open blob store in {}: {e}", s.data_dir.display()))?;
-    let meta = SqliteMetadataStore::open(s.data_dir.join("metadata.db"))
-        .map_err(|e| format!("cannot open metadata store: {e}"))?;
-    let registry = Arc::new(Registry::new(
-        Arc::new(blobs),
-        Arc::new(meta),
+    let (registry, orphans) = wharf_store::open_embedded(
+        &s.data_dir,
         Limits {
             max_manifest_size: s.max_manifest_size,
         },
-    ));
-    let orphans = registry
-        .reconcile()
-        .await
-        .map_err(|e| format!("cannot reconcile uploads: {e}"))?;
+    )
+    .await
+    .map_err(|e| format!("cannot open the store in {}: {e}", s.data_dir.display()))?;
     if orphans > 0 {
         tracing::info!(orphans, "discarded upload files that no session names");
     }
