@@ -259,11 +259,11 @@ def ratio(a, b, higher_is_better=True):
 
 def report(w, d, args, elapsed, blob_size, pull_size):
     rows = [
-        (f"push {blob_size // MiB} MiB, one PUT (MB/s)", w["push_mono_mb_s"],
+        (f"push {blob_size // MiB} MiB, one PUT (MiB/s)", w["push_mono_mb_s"],
          d["push_mono_mb_s"], True),
-        (f"push {blob_size // MiB} MiB, 16 MiB PATCH chunks (MB/s)", w["push_chunked_mb_s"],
+        (f"push {blob_size // MiB} MiB, 16 MiB PATCH chunks (MiB/s)", w["push_chunked_mb_s"],
          d["push_chunked_mb_s"], True),
-        (f"pull {blob_size // MiB} MiB (MB/s)", w["pull_mb_s"], d["pull_mb_s"], True),
+        (f"pull {blob_size // MiB} MiB (MiB/s)", w["pull_mb_s"], d["pull_mb_s"], True),
         ("server CPU per GiB pushed (s)", w["push_mono_cpu_s_per_gib"],
          d["push_mono_cpu_s_per_gib"], False),
         ("server CPU per GiB pulled (s)", w["pull_cpu_s_per_gib"], d["pull_cpu_s_per_gib"],
@@ -282,7 +282,7 @@ def report(w, d, args, elapsed, blob_size, pull_size):
         (f"list {w['tags']['listed']} tags, ms per request (n=1000; pages: wharf "
          f"{w['tags']['pages']}, distribution {d['tags']['pages']})",
          w["tags"]["ms_per_page"], d["tags"]["ms_per_page"], False),
-        (f"{w['concurrent_clients']} concurrent pulls of {pull_size // MiB} MiB (MB/s total)",
+        (f"{w['concurrent_clients']} concurrent pulls of {pull_size // MiB} MiB (MiB/s total)",
          w["concurrent_pull_mb_s"], d["concurrent_pull_mb_s"], True),
         ("peak RSS (MiB)", w["peak_rss_mib"], d["peak_rss_mib"], False),
     ]

@@ -204,9 +204,14 @@ async fn write_stream(
 /// design makes that a restart, not a loss.
 fn read_stream(file: File, range: Range<u64>) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(WINDOWS_AHEAD);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut pos = range.start;
         while pos < range.end {
+            // Wait for room before mapping, so no mapped window sits waiting for the channel.
+            let Ok(permit) = runtime.block_on(tx.reserve()) else {
+                return; // the response was dropped: client gone
+            };
             let len = (range.end - pos).min(WINDOW as u64) as usize;
             // SAFETY: see above; the file is immutable for as long as the mapping lives.
             // (memmap2 aligns the offset to the page size itself.)
@@ -217,9 +222,9 @@ fn read_stream(file: File, range: Range<u64>) -> ByteStream {
                     .populate()
                     .map(&file)
             };
-            let item = mapped.map(Bytes::from_owner);
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
+            let failed = mapped.is_err();
+            permit.send(mapped.map(Bytes::from_owner));
+            if failed {
                 return;
             }
             pos += len as u64;
