@@ -191,12 +191,19 @@ def measure(server, work, blob, blob_digest, chunks, pull_blob, pull_digest, qui
     secs = 3 if quick else 10
     size = blob.stat().st_size
 
-    t, cpu = timed(server, push_monolithic, url, "bench/mono", blob, blob_digest)
+    runs = 1 if quick else 3
+
+    def median_of(fn, *args):
+        """Median wall and CPU seconds over `runs` runs: one run on a shared VM is noise."""
+        samples = sorted(timed(server, fn, *args) for _ in range(runs))
+        return samples[len(samples) // 2]
+
+    t, cpu = median_of(push_monolithic, url, "bench/mono", blob, blob_digest)
     r["push_mono_mb_s"] = size / t / MiB
     r["push_mono_cpu_s_per_gib"] = cpu / (size / (1 << 30))
-    t, cpu = timed(server, push_chunked, url, "bench/chunked", chunks, blob_digest)
+    t, cpu = median_of(push_chunked, url, "bench/chunked", chunks, blob_digest)
     r["push_chunked_mb_s"] = size / t / MiB
-    t, cpu = timed(server, curl, "-o", "/dev/null", f"{url}/v2/bench/mono/blobs/{blob_digest}")
+    t, cpu = median_of(curl, "-o", "/dev/null", f"{url}/v2/bench/mono/blobs/{blob_digest}")
     r["pull_mb_s"] = size / t / MiB
     r["pull_cpu_s_per_gib"] = cpu / (size / (1 << 30))
 
@@ -304,7 +311,8 @@ def report(w, d, args, elapsed, blob_size, pull_size):
         lines.append(f"| {label} | {a:,.3f} | {b:,.3f} | {ratio(a, b, hib)} |"
                      if a < 10 or b < 10 else f"| {label} | {a:,.0f} | {b:,.0f} | "
                      f"{ratio(a, b, hib)} |")
-    lines += ["", "Load generators: curl for blob transfers (one at a time; 16 MiB chunks as "
+    lines += ["", "Blob transfers: median of 3 runs each (1 with --quick). "
+              "Load generators: curl for blob transfers (one at a time; 16 MiB chunks as "
               "separate PATCH requests), wrk with 2 threads for small requests "
               "(bench/get.lua, bench/put_manifest.lua: every PUT writes a new tag). "
               "The load generator shares the 2 cores with the server, so ops/s are "

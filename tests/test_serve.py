@@ -182,3 +182,16 @@ def test_shutdown_timeout_bounds_the_wait(tmp_path):
         assert s2("GET", loc).headers["Range"] == "0-0"
     finally:
         s2.stop()
+
+
+def test_debug_log_records_requests(tmp_path):
+    s = start_wharf(tmp_path / "d", "--log", "info,wharf_server=debug")
+    try:
+        s("GET", "/v2/some/repo/tags/list")
+        deadline = time.time() + 5
+        while "/v2/some/repo/tags/list" not in s.log() and time.time() < deadline:
+            time.sleep(0.05)
+        line = [l for l in s.log().splitlines() if "/v2/some/repo/tags/list" in l][0]
+        assert "GET" in line and "404" in line
+    finally:
+        s.stop()

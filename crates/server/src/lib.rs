@@ -61,6 +61,9 @@ const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
+    // Only paths are logged: query strings can carry tokens once auth lands.
+    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
+    let started = std::time::Instant::now();
     let mut response = match route(&app, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -73,6 +76,15 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     response
         .headers_mut()
         .insert("docker-distribution-api-version", API_VERSION);
+    if let Some(path) = path {
+        tracing::debug!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
     response
 }
 
