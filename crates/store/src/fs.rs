@@ -21,11 +21,13 @@ use wharf_spec::{Algorithm, Digest, Hasher};
 
 use crate::{BlobStore, ByteStream, Result, StoreError};
 
-/// Bytes mapped at a time when serving a blob: large enough that mapping costs little, small
-/// enough that fifty concurrent downloads stay within a few tens of MiB resident.
+/// Bytes read at a time when serving a blob: large enough for few wake-ups, small enough that
+/// fifty concurrent downloads stay within a few tens of MiB resident.
 const WINDOW: usize = 256 * 1024;
-/// Windows mapped ahead of the socket, per download.
+/// Windows read ahead of the socket, per download.
 const WINDOWS_AHEAD: usize = 1;
+/// Idle send buffers kept for reuse (4 MiB at 256 KiB each).
+const MAX_IDLE_SEND_BUFFERS: usize = 16;
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
@@ -191,43 +193,71 @@ async fn write_stream(
     }
 }
 
-/// Streams `range` of `file` as a sequence of small memory mappings, so bytes go from the page
-/// cache to the socket with no copy, zeroing or allocation in between.
-///
-/// A blocking thread maps each window with `MAP_POPULATE`, so any disk read happens there and
-/// never stalls an async worker on a page fault; a window is unmapped as soon as the response
-/// has sent it, so resident memory per download stays at a few windows however large the blob.
-///
-/// Mapping is safe because a committed blob file is never written again: it is renamed into
-/// place whole and later only unlinked, and an unlinked file stays readable through an existing
-/// mapping. The cost: a disk read error surfaces as SIGBUS instead of EIO; the crash-safe
-/// design makes that a restart, not a loss.
+/// Buffers for serving blobs, reused so that a download allocates, zeroes and faults in no
+/// memory once warm. A buffer comes back when the response has sent (dropped) its bytes.
+static SEND_BUFFERS: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// A pooled buffer holding `len` bytes of a blob; the owner of a `Bytes` handed to hyper.
+struct SendBuffer {
+    buf: Option<Box<[u8]>>,
+    len: usize,
+}
+
+impl SendBuffer {
+    fn take() -> SendBuffer {
+        let pooled = SEND_BUFFERS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        SendBuffer {
+            buf: Some(pooled.unwrap_or_else(|| vec![0u8; WINDOW].into_boxed_slice())),
+            len: 0,
+        }
+    }
+}
+
+impl AsRef<[u8]> for SendBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf.as_ref().expect("present until dropped")[..self.len]
+    }
+}
+
+impl Drop for SendBuffer {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut idle = SEND_BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_SEND_BUFFERS {
+                idle.push(buf);
+            }
+        }
+    }
+}
+
+/// Streams `range` of `file` from a blocking thread, so disk reads never stall an async worker.
+/// At most WINDOWS_AHEAD buffers wait for the socket per download, so memory per download stays
+/// at a few windows however large the blob.
 fn read_stream(file: File, range: Range<u64>) -> ByteStream {
+    use std::os::unix::fs::FileExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(WINDOWS_AHEAD);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut pos = range.start;
         while pos < range.end {
-            // Wait for room before mapping, so no mapped window sits waiting for the channel.
+            // Wait for room before reading, so no filled buffer sits waiting for the channel.
             let Ok(permit) = runtime.block_on(tx.reserve()) else {
                 return; // the response was dropped: client gone
             };
             let len = (range.end - pos).min(WINDOW as u64) as usize;
-            // SAFETY: see above; the file is immutable for as long as the mapping lives.
-            // (memmap2 aligns the offset to the page size itself.)
-            let mapped = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(pos)
-                    .len(len)
-                    .populate()
-                    .map(&file)
-            };
-            let failed = mapped.is_err();
-            permit.send(mapped.map(Bytes::from_owner));
-            if failed {
-                return;
+            let mut window = SendBuffer::take();
+            let buf = window.buf.as_mut().expect("fresh buffer");
+            match file.read_exact_at(&mut buf[..len], pos) {
+                Ok(()) => {
+                    window.len = len;
+                    permit.send(Ok(Bytes::from_owner(window)));
+                    pos += len as u64;
+                }
+                Err(e) => {
+                    permit.send(Err(e));
+                    return;
+                }
             }
-            pos += len as u64;
         }
     });
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
