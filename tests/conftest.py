@@ -132,9 +132,27 @@ def start_wharf(data_dir, *args, env=None, config=None, listen="127.0.0.1:0"):
     return Server(proc, m.group(1), log_path, data_dir)
 
 
-@pytest.fixture
-def wharf(tmp_path):
-    s = start_wharf(tmp_path / "data")
+def fresh_postgres_database():
+    """A new, empty database on the cluster tests/run started; its URL. Skips (or, under
+    tests/run, fails) when there is no cluster."""
+    base = os.environ.get("WHARF_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("WHARF_TESTS_RUN"):
+            pytest.fail("tests/run must provide WHARF_TEST_POSTGRES_URL")
+        pytest.skip("no PostgreSQL cluster: run through tests/run")
+    name = "wharf_" + os.urandom(8).hex()
+    subprocess.run(["psql", base, "-qAtc", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True)
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def wharf(request, tmp_path):
+    """Wharf on each metadata backend: the embedded SQLite default and PostgreSQL."""
+    args = []
+    if request.param == "postgres":
+        args = ["--metadata-url", fresh_postgres_database()]
+    s = start_wharf(tmp_path / "data", *args)
     yield s
     s.stop()
 

@@ -195,3 +195,59 @@ def test_debug_log_records_requests(tmp_path):
         assert "GET" in line and "404" in line
     finally:
         s.stop()
+
+
+def test_migrate_sqlite(tmp_path):
+    cmd = [str(WHARF), "migrate", "--data-dir", str(tmp_path / "d")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "metadata schema migrated from version 0 to 1"
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert again.stdout.strip() == "metadata schema is current (version 1)"
+
+
+def test_migrate_postgres_then_serve(tmp_path):
+    from conftest import fresh_postgres_database
+    url = fresh_postgres_database()
+    r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and "from version 0 to 1" in r.stdout, r.stderr
+    s = start_wharf(tmp_path / "d", env={"WHARF_METADATA_URL": url})
+    try:
+        s.push_image("pg/app", "v1")
+    finally:
+        s.stop()
+    # a second server on the same database sees what the first wrote
+    s = start_wharf(tmp_path / "other", env={"WHARF_METADATA_URL": url})
+    try:
+        assert s("GET", "/v2/pg/app/tags/list").json()["tags"] == ["v1"]
+    finally:
+        s.stop()
+    r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
+                       text=True, timeout=30)
+    assert r.stdout.strip() == "metadata schema is current (version 1)"
+
+
+def test_migrate_refuses_newer_postgres_schema(tmp_path):
+    from conftest import fresh_postgres_database
+    url = fresh_postgres_database()
+    subprocess.run(["psql", url, "-qAtc", "CREATE TABLE wharf_schema (version INTEGER NOT NULL);"
+                    " INSERT INTO wharf_schema VALUES (7)"], check=True, capture_output=True)
+    for cmd in ([str(WHARF), "migrate", "--metadata-url", url],
+                [str(WHARF), "serve", "--metadata-url", url, "--listen", "127.0.0.1:0",
+                 "--data-dir", str(tmp_path / "d")]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1
+        assert "newer than this Wharf knows" in r.stderr and "upgrade Wharf" in r.stderr
+
+
+@pytest.mark.parametrize("url,message", [
+    ("mysql://x@y/z", "must be a postgres:// URL"),
+    ("postgres://nobody@127.0.0.1:1/none", "cannot"),
+])
+def test_bad_metadata_url_is_one_clear_line(tmp_path, url, message):
+    r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url, "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("wharf: error:") and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,6 +1,6 @@
 //! Where the registry keeps things. Two traits split the storage the way scale-out deployments
 //! split it: a [`BlobStore`] holds content-addressed bytes (blobs and in-progress uploads), a
-//! [`MetadataStore`] holds everything that names them (repositories, tags, manifests, blob
+//! [`MetadataStore`] (SQLite embedded, PostgreSQL for replicas) holds everything that names them (repositories, tags, manifests, blob
 //! links, referrers, upload sessions). [`Registry`] is the model on top: the distribution-spec's
 //! operations expressed over the two traits, so the HTTP layer never sees a path or a query.
 
@@ -8,6 +8,7 @@ pub mod blob;
 pub mod error;
 pub mod fs;
 pub mod meta;
+pub mod postgres;
 pub mod registry;
 pub mod sqlite;
 
@@ -15,24 +16,70 @@ pub use blob::{BlobStore, ByteStream};
 pub use error::{Result, StoreError};
 pub use fs::FsBlobStore;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+pub use postgres::{PostgresMetadataStore, SchemaVersions};
 pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
 pub use sqlite::SqliteMetadataStore;
 
-/// Opens the embedded default under one directory: blobs on the filesystem, metadata in
-/// SQLite (`metadata.db`), and discards upload bytes that a crash left without a session.
-/// Returns the registry and how many orphaned uploads were discarded.
-pub async fn open_embedded(
+/// Where the metadata lives.
+#[derive(Debug, Clone)]
+pub enum MetadataLocation {
+    /// SQLite, `metadata.db` in the data directory: the embedded default.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL, for replicas sharing one database.
+    Postgres(String),
+}
+
+impl MetadataLocation {
+    /// `metadata_url` when given (it must be a `postgres://` or `postgresql://` URL), else
+    /// SQLite in `data_dir`.
+    pub fn choose(data_dir: &std::path::Path, metadata_url: Option<&str>) -> Result<Self> {
+        match metadata_url {
+            None => Ok(MetadataLocation::Sqlite(data_dir.join("metadata.db"))),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(MetadataLocation::Postgres(u.to_string()))
+            }
+            Some(_) => Err(StoreError::Database(
+                "metadata_url must be a postgres:// URL (leave it unset for SQLite)".into(),
+            )),
+        }
+    }
+
+    /// Opens the metadata store, applying any migrations it lacks.
+    pub async fn open(&self) -> Result<(std::sync::Arc<dyn MetadataStore>, SchemaVersions)> {
+        Ok(match self {
+            MetadataLocation::Sqlite(path) => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    SqliteMetadataStore::open(path)
+                })
+                .await??;
+                let v = store.schema_versions();
+                (std::sync::Arc::new(store), v)
+            }
+            MetadataLocation::Postgres(url) => {
+                let store = PostgresMetadataStore::connect(url)?;
+                let v = store.migrate().await?;
+                (std::sync::Arc::new(store), v)
+            }
+        })
+    }
+}
+
+/// Opens the registry: blobs on the filesystem under `data_dir`, metadata where `metadata`
+/// says, and discards upload bytes that a crash left without a session. Returns the registry
+/// and how many orphaned uploads were discarded.
+pub async fn open_registry(
     data_dir: &std::path::Path,
+    metadata: &MetadataLocation,
     limits: Limits,
 ) -> Result<(std::sync::Arc<Registry>, usize)> {
     std::fs::create_dir_all(data_dir)?;
     let blobs = FsBlobStore::open(data_dir)?;
-    let meta = SqliteMetadataStore::open(data_dir.join("metadata.db"))?;
-    let registry = Registry::new(
-        std::sync::Arc::new(blobs),
-        std::sync::Arc::new(meta),
-        limits,
-    );
+    let (meta, _) = metadata.open().await?;
+    let registry = Registry::new(std::sync::Arc::new(blobs), meta, limits);
     let orphans = registry.reconcile().await?;
     Ok((std::sync::Arc::new(registry), orphans))
 }

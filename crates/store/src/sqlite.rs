@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wharf_spec::{Digest, Reference};
 
 use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
-use crate::{Result, StoreError};
+use crate::{Result, SchemaVersions, StoreError};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -62,6 +62,7 @@ const MAX_IDLE_READERS: usize = 16;
 
 pub struct SqliteMetadataStore {
     path: PathBuf,
+    versions: SchemaVersions,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -100,6 +101,10 @@ impl SqliteMetadataStore {
                 MIGRATIONS.len()
             )));
         }
+        let versions = SchemaVersions {
+            before: version,
+            after: MIGRATIONS.len(),
+        };
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
             tx.execute_batch(sql)?;
@@ -108,9 +113,15 @@ impl SqliteMetadataStore {
         }
         Ok(SqliteMetadataStore {
             path,
+            versions,
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// The schema version found when opening, and the one now in place.
+    pub fn schema_versions(&self) -> SchemaVersions {
+        self.versions
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T>

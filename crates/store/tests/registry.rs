@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures_util::stream;
 use wharf_spec::{Digest, Reference};
 use wharf_store::{
-    ByteStream, FsBlobStore, Limits, MountOutcome, Registry, SqliteMetadataStore, StoreError,
+    ByteStream, FsBlobStore, Limits, MountOutcome, PostgresMetadataStore, Registry,
+    SqliteMetadataStore, StoreError,
 };
 
 struct Backend {
@@ -15,14 +16,50 @@ struct Backend {
     registry: Registry,
 }
 
-fn backends() -> Vec<Backend> {
+/// A PostgreSQL database of its own for one test, on the cluster `tests/run` started.
+async fn fresh_postgres() -> Option<PostgresMetadataStore> {
+    let Ok(url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("WHARF_TESTS_RUN").is_err(),
+            "tests/run must provide WHARF_TEST_POSTGRES_URL"
+        );
+        return None;
+    };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(conn);
+    let db = format!("wharf_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let store = PostgresMetadataStore::connect(&format!("{base}/{db}")).unwrap();
+    store.migrate().await.unwrap();
+    Some(store)
+}
+
+/// The registry over every metadata backend available: SQLite always, PostgreSQL when
+/// tests/run provides a cluster.
+async fn backends() -> Vec<Backend> {
+    let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let blobs = FsBlobStore::open(dir.path().join("blobs")).unwrap();
     let meta = SqliteMetadataStore::open(dir.path().join("meta.db")).unwrap();
-    vec![Backend {
+    out.push(Backend {
         registry: Registry::new(Arc::new(blobs), Arc::new(meta), Limits::default()),
         _dir: dir,
-    }]
+    });
+    if let Some(pg) = fresh_postgres().await {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        out.push(Backend {
+            registry: Registry::new(Arc::new(blobs), Arc::new(pg), Limits::default()),
+            _dir: dir,
+        });
+    }
+    out
 }
 
 fn body(parts: &[&[u8]]) -> ByteStream {
@@ -62,7 +99,7 @@ fn image_manifest(config: &Digest, layer: &Digest, extra: &str) -> Bytes {
 
 #[tokio::test]
 async fn chunked_upload_then_read() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let u = r.upload_start("repo").await.unwrap();
         let u = r
@@ -94,7 +131,7 @@ async fn chunked_upload_then_read() {
 
 #[tokio::test]
 async fn failed_append_keeps_acknowledged_length() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let u = r.upload_start("repo").await.unwrap();
         r.upload_append("repo", &u.id, None, body(&[b"keep"]))
@@ -115,7 +152,7 @@ async fn failed_append_keeps_acknowledged_length() {
 
 #[tokio::test]
 async fn digest_mismatch_stores_nothing() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let wrong = Digest::sha256_of(b"expected");
         let err = r.blob_put("repo", &wrong, body(&[b"actual"])).await;
@@ -138,7 +175,7 @@ async fn digest_mismatch_stores_nothing() {
 
 #[tokio::test]
 async fn sha512_upload_rehashes() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let u = r.upload_start("repo").await.unwrap();
         r.upload_append("repo", &u.id, None, body(&[b"five!"]))
@@ -152,7 +189,7 @@ async fn sha512_upload_rehashes() {
 
 #[tokio::test]
 async fn mount_and_fallback() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let d = Digest::sha256_of(b"layer");
         r.blob_put("src", &d, body(&[b"layer"])).await.unwrap();
@@ -173,7 +210,7 @@ async fn mount_and_fallback() {
 
 #[tokio::test]
 async fn manifests_tags_and_referrers() {
-    for b in backends() {
+    for b in backends().await {
         let r = &b.registry;
         let config = Digest::sha256_of(b"{}");
         let layer = Digest::sha256_of(b"layer");
@@ -239,7 +276,7 @@ async fn manifests_tags_and_referrers() {
 
 #[tokio::test]
 async fn oversized_manifest_is_refused() {
-    for b in backends() {
+    for b in backends().await {
         let big = Bytes::from(vec![b' '; Limits::default().max_manifest_size + 1]);
         let err = b
             .registry
@@ -272,5 +309,98 @@ fn newer_database_is_refused() {
     c.pragma_update(None, "user_version", 999).unwrap();
     drop(c);
     let err = SqliteMetadataStore::open(&path).err().unwrap().to_string();
+    assert!(err.contains("newer than this Wharf knows"), "{err}");
+}
+
+#[tokio::test]
+async fn tags_sort_by_bytes_on_every_backend() {
+    for b in backends().await {
+        let r = &b.registry;
+        let config = Digest::sha256_of(b"{}");
+        let layer = Digest::sha256_of(b"layer");
+        r.blob_put("repo", &config, body(&[b"{}"])).await.unwrap();
+        r.blob_put("repo", &layer, body(&[b"layer"])).await.unwrap();
+        let m = image_manifest(&config, &layer, "");
+        for t in ["b", "B", "a", "_x", "A-1", "a.b"] {
+            r.manifest_put("repo", &Reference::Tag(t.into()), None, m.clone())
+                .await
+                .unwrap();
+        }
+        // byte order, not a locale's: uppercase before '_' before lowercase
+        assert_eq!(
+            r.tags("repo", None, 100).await.unwrap(),
+            vec!["A-1", "B", "_x", "a", "a.b", "b"]
+        );
+        assert_eq!(r.tags("repo", Some("B"), 2).await.unwrap(), vec!["_x", "a"]);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_pushes_of_one_tag_leave_one_winner() {
+    for b in backends().await {
+        let r = Arc::new(b.registry);
+        let config = Digest::sha256_of(b"{}");
+        r.blob_put("race", &config, body(&[b"{}"])).await.unwrap();
+        let mut digests = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let data = format!("layer {i}");
+            let layer = Digest::sha256_of(data.as_bytes());
+            r.blob_put("race", &layer, body(&[data.as_bytes()]))
+                .await
+                .unwrap();
+            let m = Bytes::from(
+                String::from_utf8(image_manifest(&config, &layer, "").to_vec())
+                    .unwrap()
+                    .replace("\"size\":5", &format!("\"size\":{}", data.len())),
+            );
+            digests.push(Digest::sha256_of(&m));
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                r.manifest_put("race", &Reference::Tag("latest".into()), None, m)
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let winner = r
+            .manifest_get("race", &Reference::Tag("latest".into()))
+            .await
+            .unwrap();
+        assert!(digests.contains(&winner.digest));
+        assert_eq!(Digest::sha256_of(&winner.content), winner.digest);
+        assert_eq!(r.tags("race", None, 10).await.unwrap(), vec!["latest"]);
+    }
+}
+
+#[tokio::test]
+async fn postgres_migrations_are_idempotent_and_refuse_newer() {
+    let Some(pg) = fresh_postgres().await else {
+        return;
+    };
+    let again = pg.migrate().await.unwrap();
+    assert_eq!(again.before, again.after);
+    let url = std::env::var("WHARF_TEST_POSTGRES_URL").unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = format!("wharf_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let (c2, conn2) = tokio_postgres::connect(&format!("{base}/{db}"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn2);
+    c2.batch_execute("CREATE TABLE wharf_schema (version INTEGER NOT NULL); INSERT INTO wharf_schema VALUES (999)")
+        .await
+        .unwrap();
+    let newer = PostgresMetadataStore::connect(&format!("{base}/{db}")).unwrap();
+    let err = newer.migrate().await.unwrap_err().to_string();
     assert!(err.contains("newer than this Wharf knows"), "{err}");
 }

@@ -6,6 +6,29 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Where the registry keeps its data; shared by every command that opens the store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Where blobs (and SQLite metadata) are kept [default: ./wharf-data]
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep metadata in PostgreSQL instead of SQLite, e.g. postgres://wharf@db/wharf
+    #[arg(long, env = "WHARF_METADATA_URL", value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// TOML configuration file
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn file_config(&self) -> Result<FileConfig, String> {
+        match &self.config {
+            Some(p) => FileConfig::load(p),
+            None => Ok(FileConfig::default()),
+        }
+    }
+}
+
 /// The configuration file. Every key is optional; unknown keys are an error, so a typo does
 /// not silently fall back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -13,6 +36,7 @@ use serde::Deserialize;
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub metadata_url: Option<String>,
     pub allow_anonymous: Option<bool>,
     pub log: Option<String>,
     #[serde(default)]
@@ -42,6 +66,7 @@ impl FileConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub metadata_url: Option<String>,
     pub allow_anonymous: bool,
     pub log: String,
     pub max_manifest_size: usize,

@@ -2,30 +2,25 @@
 //! SIGINT or SIGTERM, letting requests in flight finish.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use clap::Args;
 use wharf_server::ServerOptions;
-use wharf_store::Limits;
+use wharf_store::{Limits, MetadataLocation};
 
-use crate::config::{FileConfig, Settings, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use crate::config::{Settings, StoreArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  wharf serve\n  wharf serve --listen 127.0.0.1:6000 --data-dir /srv/wharf\n  WHARF_DATA_DIR=/srv/wharf wharf serve --config /etc/wharf.toml\n\nPrecedence: flags, then WHARF_* variables, then the config file, then defaults."
+    after_help = "Examples:\n  wharf serve\n  wharf serve --listen 127.0.0.1:6000 --data-dir /srv/wharf\n  WHARF_DATA_DIR=/srv/wharf wharf serve --config /etc/wharf.toml\n  wharf serve --metadata-url postgres://wharf@db.internal/wharf\n\nPrecedence: flags, then WHARF_* variables, then the config file, then defaults."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
     #[arg(long, env = "WHARF_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Where blobs and metadata are kept [default: ./wharf-data]
-    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML configuration file
-    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Serve without authentication on a non-loopback address (refused otherwise)
     #[arg(long, env = "WHARF_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
@@ -35,10 +30,12 @@ pub struct ServeArgs {
 }
 
 fn settle(args: ServeArgs) -> Result<Settings, String> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
+    let file = args.store.file_config()?;
+    let metadata_url = args
+        .store
+        .metadata_url
+        .clone()
+        .or(file.metadata_url.clone());
     let l = &file.limits;
     let d = ServerOptions::default();
     Ok(Settings {
@@ -47,9 +44,11 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
         data_dir: args
+            .store
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        metadata_url,
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
         log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         max_manifest_size: l
@@ -92,8 +91,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(s: Settings) -> Result<(), String> {
-    let (registry, orphans) = wharf_store::open_embedded(
+    let metadata = MetadataLocation::choose(&s.data_dir, s.metadata_url.as_deref())
+        .map_err(|e| e.to_string())?;
+    let (registry, orphans) = wharf_store::open_registry(
         &s.data_dir,
+        &metadata,
         Limits {
             max_manifest_size: s.max_manifest_size,
         },

@@ -1,0 +1,471 @@
+//! [`MetadataStore`] on PostgreSQL, for several stateless replicas sharing one database.
+//!
+//! Every method is one statement or one transaction, so replicas need no coordination beyond
+//! the database: upload progress advances by compare-and-set, and two pushes of one tag end
+//! with one winner. Text keys use the "C" collation so that listings sort and paginate by
+//! bytes, exactly as on SQLite, whatever the database's locale.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use wharf_spec::{Digest, Reference};
+
+use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+use crate::{Result, StoreError};
+
+/// Schema versions, applied in order; `wharf_schema.version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repositories (
+    name TEXT COLLATE "C" PRIMARY KEY
+);
+CREATE TABLE blobs (
+    repo   TEXT COLLATE "C" NOT NULL,
+    digest TEXT COLLATE "C" NOT NULL,
+    size   BIGINT NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX blobs_by_digest ON blobs (digest);
+CREATE TABLE manifests (
+    repo          TEXT COLLATE "C" NOT NULL,
+    digest        TEXT COLLATE "C" NOT NULL,
+    media_type    TEXT NOT NULL,
+    size          BIGINT NOT NULL,
+    content       BYTEA NOT NULL,
+    subject       TEXT COLLATE "C",
+    artifact_type TEXT,
+    annotations   TEXT,
+    created_at    BIGINT NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
+CREATE TABLE tags (
+    repo       TEXT COLLATE "C" NOT NULL,
+    tag        TEXT COLLATE "C" NOT NULL,
+    digest     TEXT COLLATE "C" NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo, tag)
+);
+CREATE INDEX tags_by_digest ON tags (repo, digest);
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT COLLATE "C" NOT NULL,
+    size       BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#];
+
+/// Key of the advisory lock that serialises migrations between replicas starting together.
+const MIGRATION_LOCK: i64 = 0x5748_4152_4600; // "WHARF\0"
+
+pub struct PostgresMetadataStore {
+    pool: Pool,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(s: String) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
+}
+
+/// Where a database stands relative to this binary's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    pub before: usize,
+    pub after: usize,
+}
+
+impl PostgresMetadataStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`). Does not migrate.
+    pub fn connect(url: &str) -> Result<PostgresMetadataStore> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(PostgresMetadataStore { pool })
+    }
+
+    /// Applies the migrations this binary knows and the database lacks. A database migrated by
+    /// a newer Wharf is refused rather than misread.
+    pub async fn migrate(&self) -> Result<SchemaVersions> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS wharf_schema (version INTEGER NOT NULL)")
+            .await?;
+        let row = tx
+            .query_opt("SELECT version FROM wharf_schema", &[])
+            .await?;
+        let before = match row {
+            Some(r) => r.get::<_, i32>(0) as usize,
+            None => {
+                tx.execute("INSERT INTO wharf_schema (version) VALUES (0)", &[])
+                    .await?;
+                0
+            }
+        };
+        if before > MIGRATIONS.len() {
+            return Err(StoreError::Database(format!(
+                "the database has schema version {before}, newer than this Wharf knows ({}); \
+                 upgrade Wharf",
+                MIGRATIONS.len()
+            )));
+        }
+        for sql in &MIGRATIONS[before..] {
+            tx.batch_execute(sql).await?;
+        }
+        tx.execute(
+            "UPDATE wharf_schema SET version = $1",
+            &[&(MIGRATIONS.len() as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(SchemaVersions {
+            before,
+            after: MIGRATIONS.len(),
+        })
+    }
+}
+
+async fn ensure_repo(tx: &deadpool_postgres::Transaction<'_>, repo: &str) -> Result<()> {
+    let st = tx
+        .prepare_cached("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .await?;
+    tx.execute(&st, &[&repo]).await?;
+    Ok(())
+}
+
+fn manifest_row(row: &tokio_postgres::Row) -> Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: parse_digest(row.get(0))?,
+        media_type: row.get(1),
+        content: Bytes::from(row.get::<_, Vec<u8>>(2)),
+    })
+}
+
+#[async_trait]
+impl MetadataStore for PostgresMetadataStore {
+    async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("SELECT size FROM blobs WHERE repo = $1 AND digest = $2")
+            .await?;
+        let row = c.query_opt(&st, &[&repo, &digest.to_string()]).await?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn blob_find(&self, digest: &Digest) -> Result<Option<u64>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("SELECT size FROM blobs WHERE digest = $1 LIMIT 1")
+            .await?;
+        let row = c.query_opt(&st, &[&digest.to_string()]).await?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        ensure_repo(&tx, repo).await?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO blobs (repo, digest, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64)])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn blob_unlink(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("DELETE FROM blobs WHERE repo = $1 AND digest = $2")
+            .await?;
+        Ok(c.execute(&st, &[&repo, &digest.to_string()]).await? > 0)
+    }
+
+    async fn upload_create(&self, repo: &str, id: &str) -> Result<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        ensure_repo(&tx, repo).await?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO uploads (id, repo, size, created_at, updated_at)
+                 VALUES ($1, $2, 0, $3, $3)",
+            )
+            .await?;
+        tx.execute(&st, &[&id, &repo, &now()]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("SELECT repo, size FROM uploads WHERE id = $1")
+            .await?;
+        let row = c.query_opt(&st, &[&id]).await?;
+        Ok(row.map(|r| UploadRecord {
+            id: id.to_string(),
+            repo: r.get(0),
+            size: r.get::<_, i64>(1) as u64,
+        }))
+    }
+
+    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached(
+                "UPDATE uploads SET size = $3, updated_at = $4 WHERE id = $1 AND size = $2",
+            )
+            .await?;
+        let n = c
+            .execute(&st, &[&id, &(from as i64), &(to as i64), &now()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn upload_complete(&self, id: &str, blob: Option<(&Digest, u64)>) -> Result<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let st = tx
+            .prepare_cached("DELETE FROM uploads WHERE id = $1 RETURNING repo")
+            .await?;
+        let Some(row) = tx.query_opt(&st, &[&id]).await? else {
+            return Ok(false);
+        };
+        let repo: String = row.get(0);
+        if let Some((digest, size)) = blob {
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO blobs (repo, digest, size) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn upload_ids(&self) -> Result<Vec<String>> {
+        let c = self.pool.get().await?;
+        let rows = c.query("SELECT id FROM uploads", &[]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn manifest_put(&self, m: NewManifest) -> Result<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let repo = m.repo.as_str();
+        ensure_repo(&tx, repo).await?;
+        let has_blob = tx
+            .prepare_cached("SELECT 1 FROM blobs WHERE repo = $1 AND digest = $2")
+            .await?;
+        for d in &m.blobs {
+            if tx
+                .query_opt(&has_blob, &[&repo, &d.to_string()])
+                .await?
+                .is_none()
+            {
+                return Err(StoreError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        let has_manifest = tx
+            .prepare_cached("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+            .await?;
+        for d in &m.manifests {
+            if tx
+                .query_opt(&has_manifest, &[&repo, &d.to_string()])
+                .await?
+                .is_none()
+            {
+                return Err(StoreError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        let digest = m.digest.to_string();
+        let t = now();
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO manifests
+                   (repo, digest, media_type, size, content, subject, artifact_type, annotations,
+                    created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (repo, digest) DO UPDATE SET media_type = EXCLUDED.media_type",
+            )
+            .await?;
+        tx.execute(
+            &st,
+            &[
+                &repo,
+                &digest,
+                &m.media_type,
+                &(m.content.len() as i64),
+                &&m.content[..],
+                &m.subject.as_ref().map(|d| d.to_string()),
+                &m.artifact_type,
+                &m.annotations,
+                &t,
+            ],
+        )
+        .await?;
+        if let Some(tag) = &m.tag {
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO tags (repo, tag, digest, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (repo, tag)
+                     DO UPDATE SET digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at",
+                )
+                .await?;
+            tx.execute(&st, &[&repo, tag, &digest, &t]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
+        let c = self.pool.get().await?;
+        let row = match reference {
+            Reference::Digest(d) => {
+                let st = c
+                    .prepare_cached(
+                        "SELECT digest, media_type, content FROM manifests
+                         WHERE repo = $1 AND digest = $2",
+                    )
+                    .await?;
+                c.query_opt(&st, &[&repo, &d.to_string()]).await?
+            }
+            Reference::Tag(t) => {
+                let st = c
+                    .prepare_cached(
+                        "SELECT m.digest, m.media_type, m.content FROM tags t
+                         JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                         WHERE t.repo = $1 AND t.tag = $2",
+                    )
+                    .await?;
+                c.query_opt(&st, &[&repo, t]).await?
+            }
+        };
+        row.as_ref().map(manifest_row).transpose()
+    }
+
+    async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let d = digest.to_string();
+        let n = tx
+            .execute(
+                "DELETE FROM manifests WHERE repo = $1 AND digest = $2",
+                &[&repo, &d],
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM tags WHERE repo = $1 AND digest = $2",
+            &[&repo, &d],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("DELETE FROM tags WHERE repo = $1 AND tag = $2")
+            .await?;
+        Ok(c.execute(&st, &[&repo, &tag]).await? > 0)
+    }
+
+    async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>> {
+        let c = self.pool.get().await?;
+        let known = c
+            .prepare_cached("SELECT 1 FROM repositories WHERE name = $1")
+            .await?;
+        if c.query_opt(&known, &[&repo]).await?.is_none() {
+            return Ok(None);
+        }
+        let st = c
+            .prepare_cached(
+                "SELECT tag FROM tags WHERE repo = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+            )
+            .await?;
+        let rows = c
+            .query(&st, &[&repo, &last.unwrap_or(""), &(n as i64)])
+            .await?;
+        Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+    }
+
+    async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT name FROM repositories r WHERE name > $1
+                   AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name)
+                 ORDER BY name LIMIT $2",
+            )
+            .await?;
+        let rows = c.query(&st, &[&last.unwrap_or(""), &(n as i64)]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+                 WHERE repo = $1 AND subject = $2 ORDER BY digest",
+            )
+            .await?;
+        let rows = c.query(&st, &[&repo, &subject.to_string()]).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ReferrerRecord {
+                    digest: parse_digest(r.get(0))?,
+                    media_type: r.get(1),
+                    size: r.get::<_, i64>(2) as u64,
+                    artifact_type: r.get(3),
+                    annotations: r.get(4),
+                })
+            })
+            .collect()
+    }
+}
