@@ -1,8 +1,12 @@
 //! [`MetadataStore`] on SQLite, the embedded default.
 //!
 //! WAL mode with `synchronous=FULL`: a commit is on disk before the call returns, and readers
-//! never wait for the writer. There is one writer connection (SQLite admits one writer at a
-//! time anyway) and a small pool of reader connections; all calls run on tokio's blocking pool.
+//! never wait for the writer. Reads use a small pool of connections on tokio's blocking pool.
+//!
+//! Writes go to one writer thread (SQLite admits one writer at a time anyway) that commits in
+//! groups: it takes every write waiting, runs each in a savepoint of one transaction (so a
+//! failing write rolls back alone), commits once, and only then answers them all. Concurrent
+//! pushes share one fsync instead of queueing behind each other's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -63,8 +67,56 @@ const MAX_IDLE_READERS: usize = 16;
 pub struct SqliteMetadataStore {
     path: PathBuf,
     versions: SchemaVersions,
-    writer: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Most writes committed together; bounds how long the first in a group waits for the rest.
+const MAX_GROUP: usize = 256;
+
+/// A write waiting for the writer thread: runs against the connection inside its savepoint,
+/// says whether it succeeded, and returns what to do once the group's commit is known.
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+fn writer_thread(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!("metadata write transaction could not start: {e}");
+            continue; // dropping the jobs answers each with an error
+        }
+        let mut completions = Vec::with_capacity(group.len());
+        for job in group {
+            let savepoint = conn.execute_batch("SAVEPOINT write");
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+            let ok = matches!(outcome, Ok((true, _)));
+            let undo = if ok {
+                "RELEASE write"
+            } else {
+                "ROLLBACK TO write; RELEASE write"
+            };
+            if savepoint.is_ok() {
+                let _ = conn.execute_batch(undo);
+            }
+            if let Ok((_, done)) = outcome {
+                completions.push(done);
+            }
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(commit.clone());
+        }
+    }
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -111,10 +163,14 @@ impl SqliteMetadataStore {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
+        let (writer, jobs) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("wharf-sqlite-writer".into())
+            .spawn(move || writer_thread(conn, jobs))?;
         Ok(SqliteMetadataStore {
             path,
             versions,
-            writer: Arc::new(Mutex::new(conn)),
+            writer,
             readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -124,20 +180,30 @@ impl SqliteMetadataStore {
         self.versions
     }
 
+    /// Runs `f` in the next group commit and answers once that commit is durable.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(match (result, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(e)) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                    (Err(e), _) => Err(e),
+                });
+            });
+            (ok, done)
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Database("the metadata writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Database("the metadata write was abandoned".into()))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -164,7 +230,7 @@ impl SqliteMetadataStore {
     }
 }
 
-fn ensure_repo(tx: &rusqlite::Transaction, repo: &str) -> rusqlite::Result<()> {
+fn ensure_repo(tx: &Connection, repo: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO repositories (name) VALUES (?1)")?
         .execute([repo])?;
     Ok(())

@@ -404,3 +404,46 @@ async fn postgres_migrations_are_idempotent_and_refuse_newer() {
     let err = newer.migrate().await.unwrap_err().to_string();
     assert!(err.contains("newer than this Wharf knows"), "{err}");
 }
+
+#[tokio::test]
+async fn a_failing_write_among_concurrent_ones_fails_alone() {
+    for b in backends().await {
+        let r = Arc::new(b.registry);
+        let config = Digest::sha256_of(b"{}");
+        let layer = Digest::sha256_of(b"layer");
+        r.blob_put("mix", &config, body(&[b"{}"])).await.unwrap();
+        r.blob_put("mix", &layer, body(&[b"layer"])).await.unwrap();
+        let good = image_manifest(&config, &layer, "");
+        let bad = image_manifest(&config, &Digest::sha256_of(b"missing"), "");
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let r = r.clone();
+            let m = if i % 3 == 0 {
+                bad.clone()
+            } else {
+                good.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                r.manifest_put("mix", &Reference::Tag(format!("t{i:02}")), None, m)
+                    .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let res = t.await.unwrap();
+            if i % 3 == 0 {
+                assert!(
+                    matches!(res, Err(StoreError::ManifestBlobUnknown(_))),
+                    "t{i}"
+                );
+            } else {
+                res.unwrap();
+            }
+        }
+        let tags = r.tags("mix", None, 100).await.unwrap();
+        let want: Vec<String> = (0..40)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("t{i:02}"))
+            .collect();
+        assert_eq!(tags, want);
+    }
+}
