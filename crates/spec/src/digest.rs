@@ -7,8 +7,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::Digest as _;
-
 use crate::SpecError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,10 +31,7 @@ impl Algorithm {
     }
 
     pub fn hasher(self) -> Hasher {
-        match self {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
+        Hasher::new(self)
     }
 }
 
@@ -150,35 +145,220 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// An incremental hash for one algorithm.
+/// An incremental SHA-256 or SHA-512 whose state can be saved ([`Hasher::to_bytes`]) and
+/// restored ([`Hasher::from_bytes`]), so that an upload can continue hashing on another
+/// process without reading back what it already received. Built on the block functions of
+/// `sha2` (hardware-accelerated where the CPU allows); only padding and buffering are ours.
 #[derive(Clone)]
-pub enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
+pub struct Hasher {
+    state: State,
+    /// Bytes of an incomplete block.
+    buf: [u8; 128],
+    buf_len: usize,
+    /// Total bytes hashed.
+    len: u128,
+}
+
+#[derive(Clone)]
+enum State {
+    Sha256([u32; 8]),
+    Sha512([u64; 8]),
+}
+
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+const SHA512_IV: [u64; 8] = [
+    0x6a09e667f3bcc908,
+    0xbb67ae8584caa73b,
+    0x3c6ef372fe94f82b,
+    0xa54ff53a5f1d36f1,
+    0x510e527fade682d1,
+    0x9b05688c2b3e6c1f,
+    0x1f83d9abfb41bd6b,
+    0x5be0cd19137e2179,
+];
+const STATE_FORMAT: u8 = 1;
+
+impl State {
+    fn block_len(&self) -> usize {
+        match self {
+            State::Sha256(_) => 64,
+            State::Sha512(_) => 128,
+        }
+    }
+
+    /// Compresses `blocks`, whose length is a multiple of the block size, in one call so the
+    /// accelerated code sees long runs.
+    fn compress(&mut self, blocks: &[u8]) {
+        use sha2::digest::generic_array::typenum::{U128, U64};
+        use sha2::digest::generic_array::GenericArray;
+        match self {
+            State::Sha256(s) => {
+                debug_assert_eq!(blocks.len() % 64, 0);
+                // SAFETY: GenericArray<u8, U64> is repr(transparent) over 64 bytes (size 64,
+                // align 1), so a run of n*64 bytes is a run of n such arrays.
+                let b = unsafe {
+                    std::slice::from_raw_parts(
+                        blocks.as_ptr() as *const GenericArray<u8, U64>,
+                        blocks.len() / 64,
+                    )
+                };
+                sha2::compress256(s, b);
+            }
+            State::Sha512(s) => {
+                debug_assert_eq!(blocks.len() % 128, 0);
+                // SAFETY: as above, with 128-byte arrays.
+                let b = unsafe {
+                    std::slice::from_raw_parts(
+                        blocks.as_ptr() as *const GenericArray<u8, U128>,
+                        blocks.len() / 128,
+                    )
+                };
+                sha2::compress512(s, b);
+            }
+        }
+    }
 }
 
 impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        Hasher {
+            state: match algorithm {
+                Algorithm::Sha256 => State::Sha256(SHA256_IV),
+                Algorithm::Sha512 => State::Sha512(SHA512_IV),
+            },
+            buf: [0; 128],
+            buf_len: 0,
+            len: 0,
+        }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
-        match self {
-            Hasher::Sha256(_) => Algorithm::Sha256,
-            Hasher::Sha512(_) => Algorithm::Sha512,
+        match self.state {
+            State::Sha256(_) => Algorithm::Sha256,
+            State::Sha512(_) => Algorithm::Sha512,
         }
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
+    /// Bytes hashed so far.
+    pub fn len(&self) -> u64 {
+        self.len as u64
     }
 
-    pub fn finish(self) -> Digest {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        let block = self.state.block_len();
+        self.len += data.len() as u128;
+        if self.buf_len > 0 {
+            let take = (block - self.buf_len).min(data.len());
+            self.buf[self.buf_len..self.buf_len + take].copy_from_slice(&data[..take]);
+            self.buf_len += take;
+            data = &data[take..];
+            if self.buf_len < block {
+                return;
+            }
+            let full = self.buf;
+            self.state.compress(&full[..block]);
+            self.buf_len = 0;
+        }
+        let whole = data.len() - data.len() % block;
+        if whole > 0 {
+            self.state.compress(&data[..whole]);
+        }
+        let rest = &data[whole..];
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.buf_len = rest.len();
+    }
+
+    pub fn finish(mut self) -> Digest {
+        let block = self.state.block_len();
+        let len_bytes = block / 8; // 8 for SHA-256, 16 for SHA-512
+        let bits = self.len.wrapping_mul(8);
+        let mut tail = [0u8; 256];
+        tail[..self.buf_len].copy_from_slice(&self.buf[..self.buf_len]);
+        tail[self.buf_len] = 0x80;
+        let total = if self.buf_len + 1 + len_bytes <= block {
+            block
+        } else {
+            2 * block
+        };
+        tail[total - len_bytes..total].copy_from_slice(&bits.to_be_bytes()[16 - len_bytes..]);
+        self.state.compress(&tail[..total]);
         let algorithm = self.algorithm();
-        let hex = match self {
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
+        let hex = match self.state {
+            State::Sha256(s) => {
+                hex::encode(s.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>())
+            }
+            State::Sha512(s) => {
+                hex::encode(s.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>())
+            }
         };
         Digest { algorithm, hex }
+    }
+
+    /// The state as bytes: format, algorithm, length, chaining values, buffered bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![STATE_FORMAT];
+        match &self.state {
+            State::Sha256(s) => {
+                out.push(1);
+                out.extend_from_slice(&self.len.to_be_bytes());
+                s.iter()
+                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
+            }
+            State::Sha512(s) => {
+                out.push(2);
+                out.extend_from_slice(&self.len.to_be_bytes());
+                s.iter()
+                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
+            }
+        }
+        out.extend_from_slice(&self.buf[..self.buf_len]);
+        out
+    }
+
+    /// Restores a state saved by [`Hasher::to_bytes`]; `None` if the bytes are not one.
+    pub fn from_bytes(b: &[u8]) -> Option<Hasher> {
+        let (&format, rest) = b.split_first()?;
+        let (&alg, rest) = rest.split_first()?;
+        if format != STATE_FORMAT || rest.len() < 16 {
+            return None;
+        }
+        let len = u128::from_be_bytes(rest[..16].try_into().ok()?);
+        let rest = &rest[16..];
+        let (state, rest) = match alg {
+            1 if rest.len() >= 32 => {
+                let mut s = [0u32; 8];
+                for (i, w) in s.iter_mut().enumerate() {
+                    *w = u32::from_be_bytes(rest[i * 4..i * 4 + 4].try_into().ok()?);
+                }
+                (State::Sha256(s), &rest[32..])
+            }
+            2 if rest.len() >= 64 => {
+                let mut s = [0u64; 8];
+                for (i, w) in s.iter_mut().enumerate() {
+                    *w = u64::from_be_bytes(rest[i * 8..i * 8 + 8].try_into().ok()?);
+                }
+                (State::Sha512(s), &rest[64..])
+            }
+            _ => return None,
+        };
+        let block = state.block_len();
+        if rest.len() >= block || len % block as u128 != rest.len() as u128 {
+            return None;
+        }
+        let mut buf = [0u8; 128];
+        buf[..rest.len()].copy_from_slice(rest);
+        Some(Hasher {
+            state,
+            buf,
+            buf_len: rest.len(),
+            len,
+        })
     }
 }
 
@@ -236,6 +416,48 @@ mod tests {
                 .to_string()
                 .contains("unsupported")
         );
+    }
+
+    /// Our padding and buffering against the sha2 crate's, over every length around the
+    /// block boundaries, split anywhere, with a save and restore at the split.
+    #[test]
+    fn matches_sha2_and_survives_save_restore() {
+        use sha2::Digest as _;
+        let data: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3) as u8).collect();
+        for n in (0..300).chain([511, 512, 513, 700]) {
+            let want256 = hex::encode(sha2::Sha256::digest(&data[..n]));
+            let want512 = hex::encode(sha2::Sha512::digest(&data[..n]));
+            for split in [0, 1.min(n), n / 3, n / 2, n.saturating_sub(1), n] {
+                for (alg, want) in [(Algorithm::Sha256, &want256), (Algorithm::Sha512, &want512)] {
+                    let mut h = alg.hasher();
+                    h.update(&data[..split]);
+                    let mut h = Hasher::from_bytes(&h.to_bytes()).expect("restores");
+                    h.update(&data[split..n]);
+                    assert_eq!(h.len(), n as u64);
+                    assert_eq!(
+                        h.finish().hex(),
+                        want.as_str(),
+                        "{alg:?} n={n} split={split}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_corrupt_state() {
+        let mut h = Algorithm::Sha256.hasher();
+        h.update(b"abc");
+        let good = h.to_bytes();
+        assert!(Hasher::from_bytes(&good).is_some());
+        assert!(Hasher::from_bytes(&[]).is_none());
+        assert!(Hasher::from_bytes(&good[..good.len() - 1]).is_none()); // buffer length off
+        let mut bad = good.clone();
+        bad[1] = 9; // unknown algorithm
+        assert!(Hasher::from_bytes(&bad).is_none());
+        let mut bad = good;
+        bad[0] = 0; // unknown format
+        assert!(Hasher::from_bytes(&bad).is_none());
     }
 
     #[test]
