@@ -201,9 +201,9 @@ def test_migrate_sqlite(tmp_path):
     cmd = [str(WHARF), "migrate", "--data-dir", str(tmp_path / "d")]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "metadata schema migrated from version 0 to 1"
+    assert first.stdout.strip() == "metadata schema migrated from version 0 to 2"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    assert again.stdout.strip() == "metadata schema is current (version 1)"
+    assert again.stdout.strip() == "metadata schema is current (version 2)"
 
 
 def test_migrate_postgres_then_serve(tmp_path):
@@ -211,7 +211,7 @@ def test_migrate_postgres_then_serve(tmp_path):
     url = fresh_postgres_database()
     r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
                        text=True, timeout=30)
-    assert r.returncode == 0 and "from version 0 to 1" in r.stdout, r.stderr
+    assert r.returncode == 0 and "from version 0 to 2" in r.stdout, r.stderr
     s = start_wharf(tmp_path / "d", env={"WHARF_METADATA_URL": url})
     try:
         s.push_image("pg/app", "v1")
@@ -225,7 +225,7 @@ def test_migrate_postgres_then_serve(tmp_path):
         s.stop()
     r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
                        text=True, timeout=30)
-    assert r.stdout.strip() == "metadata schema is current (version 1)"
+    assert r.stdout.strip() == "metadata schema is current (version 2)"
 
 
 def test_migrate_refuses_newer_postgres_schema(tmp_path):
@@ -251,3 +251,51 @@ def test_bad_metadata_url_is_one_clear_line(tmp_path, url, message):
     assert r.returncode == 1
     assert r.stderr.startswith("wharf: error:") and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# The first schema exactly as version 1 of Wharf wrote it, to prove that a newer binary
+# migrates an older database with an upload in flight.
+SQLITE_V1 = """
+CREATE TABLE repositories (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE blobs (repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)) WITHOUT ROWID;
+CREATE INDEX blobs_by_digest ON blobs (digest);
+CREATE TABLE manifests (repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL,
+    size INTEGER NOT NULL, content BLOB NOT NULL, subject TEXT, artifact_type TEXT,
+    annotations TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (repo, digest));
+CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
+CREATE TABLE tags (repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+    updated_at INTEGER NOT NULL, PRIMARY KEY (repo, tag)) WITHOUT ROWID;
+CREATE INDEX tags_by_digest ON tags (repo, digest);
+CREATE TABLE uploads (id TEXT PRIMARY KEY, repo TEXT NOT NULL, size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+
+
+def test_newer_binary_migrates_v1_sqlite_with_upload_in_flight(tmp_path):
+    import sqlite3
+    data = tmp_path / "d"
+    (data / "uploads").mkdir(parents=True)
+    uid = "0b7a1f3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b"
+    (data / "uploads" / uid).write_bytes(b"started under v1 ")
+    db = sqlite3.connect(data / "metadata.db")
+    db.executescript(SQLITE_V1)
+    db.execute("INSERT INTO repositories VALUES ('old')")
+    db.execute("INSERT INTO uploads VALUES (?, 'old', 17, 0, 0)", (uid,))
+    db.commit()
+    db.close()
+    r = subprocess.run([str(WHARF), "migrate", "--data-dir", str(data)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.stdout.strip() == "metadata schema migrated from version 1 to 2", r.stderr
+    s = start_wharf(data)
+    try:
+        loc = f"/v2/old/blobs/uploads/{uid}"
+        assert s("GET", loc).headers["Range"] == "0-16"
+        whole = b"started under v1 finished under v2"
+        r = s("PUT", loc, params={"digest": sha256(whole)}, data=b"finished under v2",
+              headers={"Content-Range": "17-33"})
+        assert r.status_code == 201, r.text
+        assert s("GET", f"/v2/old/blobs/{sha256(whole)}").content == whole
+    finally:
+        s.stop()

@@ -11,6 +11,11 @@ use wharf_spec::Digest;
 
 use crate::Result;
 
+/// What a blob store needs to continue an upload, kept by the metadata store beside the
+/// upload's acknowledged length and advanced with it atomically. Opaque to everything else:
+/// the hash state, and for object storage the multipart upload and its parts.
+pub type UploadState = Vec<u8>;
+
 /// A body streamed in or out; never held whole.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
@@ -27,18 +32,25 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Stores a whole blob from `body`, refusing it unless it hashes to `digest`. Returns its size.
     async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64>;
 
-    /// Prepares storage for a new upload session.
-    async fn upload_create(&self, id: &str) -> Result<()>;
+    /// Prepares storage for a new upload session and returns its initial state.
+    async fn upload_create(&self, id: &str) -> Result<UploadState>;
 
-    /// Appends `body` to upload `id`, whose acknowledged length is `offset`; anything past
-    /// `offset` (left by an interrupted append) is discarded first. Returns the new length once
-    /// the appended bytes are durable. The new length becomes the acknowledged one only when
-    /// the caller records it.
-    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64>;
+    /// Appends `body` to upload `id`, whose acknowledged length is `offset` and state `state`;
+    /// anything past `offset` (left by an interrupted append) is discarded first. Returns the
+    /// new length and state once the appended bytes are durable. They become the acknowledged
+    /// ones only when the caller records them, so any replica can take the next chunk.
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        state: &[u8],
+        body: ByteStream,
+    ) -> Result<(u64, UploadState)>;
 
     /// Verifies that the first `size` bytes of upload `id` hash to `digest` and, if so, makes
     /// them the blob `digest`.
-    async fn upload_commit(&self, id: &str, size: u64, digest: &Digest) -> Result<()>;
+    async fn upload_commit(&self, id: &str, size: u64, state: &[u8], digest: &Digest)
+        -> Result<()>;
 
     /// Discards an upload's bytes. Unknown ids are not an error.
     async fn upload_abort(&self, id: &str) -> Result<()>;

@@ -7,7 +7,6 @@
 //! partial blob under a digest. Paths are built only from parsed digests and from upload ids
 //! that parse as UUIDs.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -19,7 +18,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use wharf_spec::{Algorithm, Digest, Hasher};
 
-use crate::{BlobStore, ByteStream, Result, StoreError};
+use crate::{BlobStore, ByteStream, Result, StoreError, UploadState};
 
 /// Bytes read at a time when serving a blob: large enough for few wake-ups, small enough that
 /// fifty concurrent downloads stay within a few tens of MiB resident.
@@ -32,10 +31,6 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
-    /// Hash state of each upload at its acknowledged length, so that an append or commit on
-    /// the same process does not re-read the file. Missing or stale entries (after a restart)
-    /// are rebuilt by hashing the file.
-    hashers: Mutex<HashMap<String, (u64, Hasher)>>,
 }
 
 impl FsBlobStore {
@@ -59,10 +54,7 @@ impl FsBlobStore {
         }
         fs::create_dir_all(&tmp)?;
         sync_dir(&root)?;
-        Ok(FsBlobStore {
-            root,
-            hashers: Mutex::new(HashMap::new()),
-        })
+        Ok(FsBlobStore { root })
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -81,14 +73,13 @@ impl FsBlobStore {
             .join("uploads")
             .join(uuid.hyphenated().to_string()))
     }
+}
 
-    fn take_hasher(&self, id: &str, at: u64, alg: Algorithm) -> Option<Hasher> {
-        let mut map = self.hashers.lock().unwrap();
-        match map.remove(id) {
-            Some((len, h)) if len == at && h.algorithm() == alg => Some(h),
-            _ => None,
-        }
-    }
+/// The saved hash state, if it describes exactly the first `at` bytes with `alg`. Anything else
+/// (an upload from before states were saved, or a digest of another algorithm at the end) is
+/// answered by hashing the file instead.
+fn saved_hasher(state: &[u8], at: u64, alg: Algorithm) -> Option<Hasher> {
+    Hasher::from_bytes(state).filter(|h| h.len() == at && h.algorithm() == alg)
 }
 
 fn sync_dir(p: &Path) -> io::Result<()> {
@@ -318,19 +309,25 @@ impl BlobStore for FsBlobStore {
         Ok(size)
     }
 
-    async fn upload_create(&self, id: &str) -> Result<()> {
+    async fn upload_create(&self, id: &str) -> Result<UploadState> {
         let path = self.upload_path(id)?;
         tokio::task::spawn_blocking(move || {
             File::create(&path)?;
             sync_dir(path.parent().expect("upload path has a parent"))
         })
         .await??;
-        Ok(())
+        Ok(Algorithm::Sha256.hasher().to_bytes())
     }
 
-    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64> {
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        state: &[u8],
+        body: ByteStream,
+    ) -> Result<(u64, UploadState)> {
         let path = self.upload_path(id)?;
-        let cached = self.take_hasher(id, offset, Algorithm::Sha256);
+        let cached = saved_hasher(state, offset, Algorithm::Sha256);
         let (file, hasher) = tokio::task::spawn_blocking(move || -> io::Result<(File, Hasher)> {
             let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
             let hasher = match cached {
@@ -347,17 +344,18 @@ impl BlobStore for FsBlobStore {
             _ => StoreError::Io(e),
         })?;
         let (_file, hasher, n) = write_stream(file, hasher, body).await?;
-        let size = offset + n;
-        self.hashers
-            .lock()
-            .unwrap()
-            .insert(id.to_string(), (size, hasher));
-        Ok(size)
+        Ok((offset + n, hasher.to_bytes()))
     }
 
-    async fn upload_commit(&self, id: &str, size: u64, digest: &Digest) -> Result<()> {
+    async fn upload_commit(
+        &self,
+        id: &str,
+        size: u64,
+        state: &[u8],
+        digest: &Digest,
+    ) -> Result<()> {
         let path = self.upload_path(id)?;
-        let cached = self.take_hasher(id, size, digest.algorithm());
+        let cached = saved_hasher(state, size, digest.algorithm());
         let alg = digest.algorithm();
         let (path, actual) =
             tokio::task::spawn_blocking(move || -> io::Result<(PathBuf, Digest)> {
@@ -405,7 +403,6 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn upload_abort(&self, id: &str) -> Result<()> {
-        self.hashers.lock().unwrap().remove(id);
         let path = match self.upload_path(id) {
             Ok(p) => p,
             Err(_) => return Ok(()),

@@ -12,7 +12,7 @@ pub mod postgres;
 pub mod registry;
 pub mod sqlite;
 
-pub use blob::{BlobStore, ByteStream};
+pub use blob::{BlobStore, ByteStream, UploadState};
 pub use error::{Result, StoreError};
 pub use fs::FsBlobStore;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};

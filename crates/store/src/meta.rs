@@ -50,6 +50,8 @@ pub struct UploadRecord {
     pub repo: String,
     /// Bytes received and acknowledged so far.
     pub size: u64,
+    /// The blob store's state for continuing the upload.
+    pub state: Vec<u8>,
 }
 
 #[async_trait]
@@ -62,10 +64,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Returns false when the blob was not linked.
     async fn blob_unlink(&self, repo: &str, digest: &Digest) -> Result<bool>;
 
-    async fn upload_create(&self, repo: &str, id: &str) -> Result<()>;
+    async fn upload_create(&self, repo: &str, id: &str, state: &[u8]) -> Result<()>;
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>>;
-    /// Moves an upload's acknowledged size from `from` to `to`; false if it was not at `from`.
-    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool>;
+    /// Moves an upload's acknowledged size from `from` to `to`, with its new state; false if it
+    /// was not at `from` (another request advanced it first).
+    async fn upload_advance(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool>;
     /// Removes the session, linking `blob` into its repository in the same transaction.
     async fn upload_complete(&self, id: &str, blob: Option<(&Digest, u64)>) -> Result<bool>;
     async fn upload_ids(&self) -> Result<Vec<String>>;

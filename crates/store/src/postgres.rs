@@ -17,7 +17,8 @@ use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, Up
 use crate::{Result, StoreError};
 
 /// Schema versions, applied in order; `wharf_schema.version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name TEXT COLLATE "C" PRIMARY KEY
 );
@@ -56,7 +57,11 @@ CREATE TABLE uploads (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE uploads ADD COLUMN state BYTEA NOT NULL DEFAULT ''::bytea;
+"#,
+];
 
 /// Key of the advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x5748_4152_4600; // "WHARF\0"
@@ -218,17 +223,17 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(c.execute(&st, &[&repo, &digest.to_string()]).await? > 0)
     }
 
-    async fn upload_create(&self, repo: &str, id: &str) -> Result<()> {
+    async fn upload_create(&self, repo: &str, id: &str, state: &[u8]) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         ensure_repo(&tx, repo).await?;
         let st = tx
             .prepare_cached(
-                "INSERT INTO uploads (id, repo, size, created_at, updated_at)
-                 VALUES ($1, $2, 0, $3, $3)",
+                "INSERT INTO uploads (id, repo, size, state, created_at, updated_at)
+                 VALUES ($1, $2, 0, $3, $4, $4)",
             )
             .await?;
-        tx.execute(&st, &[&id, &repo, &now()]).await?;
+        tx.execute(&st, &[&id, &repo, &state, &now()]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -236,25 +241,27 @@ impl MetadataStore for PostgresMetadataStore {
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
         let c = self.pool.get().await?;
         let st = c
-            .prepare_cached("SELECT repo, size FROM uploads WHERE id = $1")
+            .prepare_cached("SELECT repo, size, state FROM uploads WHERE id = $1")
             .await?;
         let row = c.query_opt(&st, &[&id]).await?;
         Ok(row.map(|r| UploadRecord {
             id: id.to_string(),
             repo: r.get(0),
             size: r.get::<_, i64>(1) as u64,
+            state: r.get(2),
         }))
     }
 
-    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool> {
+    async fn upload_advance(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool> {
         let c = self.pool.get().await?;
         let st = c
             .prepare_cached(
-                "UPDATE uploads SET size = $3, updated_at = $4 WHERE id = $1 AND size = $2",
+                "UPDATE uploads SET size = $3, state = $4, updated_at = $5
+                 WHERE id = $1 AND size = $2",
             )
             .await?;
         let n = c
-            .execute(&st, &[&id, &(from as i64), &(to as i64), &now()])
+            .execute(&st, &[&id, &(from as i64), &(to as i64), &state, &now()])
             .await?;
         Ok(n == 1)
     }

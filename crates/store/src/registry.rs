@@ -12,7 +12,7 @@ use bytes::Bytes;
 use wharf_spec::manifest::ManifestKind;
 use wharf_spec::{Descriptor, Digest, Manifest, Reference};
 
-use crate::meta::{MetadataStore, NewManifest, StoredManifest};
+use crate::meta::{MetadataStore, NewManifest, StoredManifest, UploadRecord};
 use crate::{BlobStore, ByteStream, Result, StoreError};
 
 /// Sizes the registry enforces.
@@ -148,22 +148,25 @@ impl Registry {
 
     pub async fn upload_start(&self, repo: &str) -> Result<Upload> {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.blobs.upload_create(&id).await?;
-        self.meta.upload_create(repo, &id).await?;
+        let state = self.blobs.upload_create(&id).await?;
+        self.meta.upload_create(repo, &id, &state).await?;
         Ok(Upload { id, size: 0 })
     }
 
     pub async fn upload_status(&self, repo: &str, id: &str) -> Result<Upload> {
-        let rec = self
-            .meta
-            .upload_get(id)
-            .await?
-            .filter(|r| r.repo == repo)
-            .ok_or(StoreError::UploadUnknown)?;
+        let rec = self.upload_record(repo, id).await?;
         Ok(Upload {
             id: rec.id,
             size: rec.size,
         })
+    }
+
+    async fn upload_record(&self, repo: &str, id: &str) -> Result<UploadRecord> {
+        self.meta
+            .upload_get(id)
+            .await?
+            .filter(|r| r.repo == repo)
+            .ok_or(StoreError::UploadUnknown)
     }
 
     /// Appends a chunk. `range` is the request's Content-Range (inclusive), when it had one.
@@ -175,7 +178,11 @@ impl Registry {
         body: ByteStream,
     ) -> Result<Upload> {
         let _guard = self.upload_lock(id).lock().await;
-        self.append_locked(repo, id, range, body).await
+        let rec = self.append_locked(repo, id, range, body).await?;
+        Ok(Upload {
+            id: rec.id,
+            size: rec.size,
+        })
     }
 
     async fn append_locked(
@@ -184,8 +191,8 @@ impl Registry {
         id: &str,
         range: Option<(u64, u64)>,
         body: ByteStream,
-    ) -> Result<Upload> {
-        let current = self.upload_status(repo, id).await?;
+    ) -> Result<UploadRecord> {
+        let current = self.upload_record(repo, id).await?;
         if let Some((start, end)) = range {
             if start != current.size {
                 return Err(StoreError::RangeNotSatisfiable { size: current.size });
@@ -196,7 +203,10 @@ impl Registry {
                 )));
             }
         }
-        let size = self.blobs.upload_append(id, current.size, body).await?;
+        let (size, state) = self
+            .blobs
+            .upload_append(id, current.size, &current.state, body)
+            .await?;
         if let Some((start, end)) = range {
             let sent = size - start;
             if sent != end - start + 1 {
@@ -206,12 +216,17 @@ impl Registry {
                 )));
             }
         }
-        if !self.meta.upload_advance(id, current.size, size).await? {
+        if !self
+            .meta
+            .upload_advance(id, current.size, size, &state)
+            .await?
+        {
             return Err(StoreError::RangeNotSatisfiable { size: current.size });
         }
-        Ok(Upload {
-            id: id.to_string(),
+        Ok(UploadRecord {
             size,
+            state,
+            ..current
         })
     }
 
@@ -226,9 +241,11 @@ impl Registry {
         let _guard = self.upload_lock(id).lock().await;
         let upload = match last_chunk {
             Some((range, body)) => self.append_locked(repo, id, range, body).await?,
-            None => self.upload_status(repo, id).await?,
+            None => self.upload_record(repo, id).await?,
         };
-        self.blobs.upload_commit(id, upload.size, digest).await?;
+        self.blobs
+            .upload_commit(id, upload.size, &upload.state, digest)
+            .await?;
         self.meta
             .upload_complete(id, Some((digest, upload.size)))
             .await?;

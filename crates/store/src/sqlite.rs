@@ -21,7 +21,8 @@ use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, Up
 use crate::{Result, SchemaVersions, StoreError};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name TEXT PRIMARY KEY
 ) WITHOUT ROWID;
@@ -60,7 +61,11 @@ CREATE TABLE uploads (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE uploads ADD COLUMN state BLOB NOT NULL DEFAULT x'';
+"#,
+];
 
 const MAX_IDLE_READERS: usize = 16;
 
@@ -288,15 +293,16 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn upload_create(&self, repo: &str, id: &str) -> Result<()> {
-        let (repo, id) = (repo.to_string(), id.to_string());
+    async fn upload_create(&self, repo: &str, id: &str, state: &[u8]) -> Result<()> {
+        let (repo, id, state) = (repo.to_string(), id.to_string(), state.to_vec());
         self.write(move |tx| {
             ensure_repo(tx, &repo)?;
             let t = now();
             tx.prepare_cached(
-                "INSERT INTO uploads (id, repo, size, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
+                "INSERT INTO uploads (id, repo, size, state, created_at, updated_at)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?4)",
             )?
-            .execute(params![id, repo, t])?;
+            .execute(params![id, repo, state, t])?;
             Ok(())
         })
         .await
@@ -306,12 +312,13 @@ impl MetadataStore for SqliteMetadataStore {
         let id = id.to_string();
         self.read(move |c| {
             Ok(
-                c.prepare_cached("SELECT repo, size FROM uploads WHERE id = ?1")?
+                c.prepare_cached("SELECT repo, size, state FROM uploads WHERE id = ?1")?
                     .query_row([&id], |r| {
                         Ok(UploadRecord {
                             id: id.clone(),
                             repo: r.get(0)?,
                             size: r.get::<_, i64>(1)? as u64,
+                            state: r.get(2)?,
                         })
                     })
                     .optional()?,
@@ -320,14 +327,15 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn upload_advance(&self, id: &str, from: u64, to: u64) -> Result<bool> {
-        let id = id.to_string();
+    async fn upload_advance(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool> {
+        let (id, state) = (id.to_string(), state.to_vec());
         self.write(move |tx| {
             Ok(tx
                 .prepare_cached(
-                    "UPDATE uploads SET size = ?3, updated_at = ?4 WHERE id = ?1 AND size = ?2",
+                    "UPDATE uploads SET size = ?3, state = ?4, updated_at = ?5
+                     WHERE id = ?1 AND size = ?2",
                 )?
-                .execute(params![id, from as i64, to as i64, now()])?
+                .execute(params![id, from as i64, to as i64, state, now()])?
                 == 1)
         })
         .await
