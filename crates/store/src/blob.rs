@@ -48,12 +48,13 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<(u64, UploadState)>;
 
     /// Verifies that the first `size` bytes of upload `id` hash to `digest` and, if so, makes
-    /// them the blob `digest`.
+    /// them the blob `digest` and cleans up the upload.
     async fn upload_commit(&self, id: &str, size: u64, state: &[u8], digest: &Digest)
         -> Result<()>;
 
-    /// Discards an upload's bytes. Unknown ids are not an error.
-    async fn upload_abort(&self, id: &str) -> Result<()>;
+    /// Discards an upload's bytes (`state` may be empty when no session recorded one). Unknown
+    /// ids are not an error.
+    async fn upload_abort(&self, id: &str, state: &[u8]) -> Result<()>;
 
     /// Ids of every upload with bytes in this store, so that ones without a session in the
     /// metadata store (left by a crash between the two) can be discarded.

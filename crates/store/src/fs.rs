@@ -402,7 +402,7 @@ impl BlobStore for FsBlobStore {
         .await?
     }
 
-    async fn upload_abort(&self, id: &str) -> Result<()> {
+    async fn upload_abort(&self, id: &str, _state: &[u8]) -> Result<()> {
         let path = match self.upload_path(id) {
             Ok(p) => p,
             Err(_) => return Ok(()),

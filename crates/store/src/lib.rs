@@ -10,6 +10,7 @@ pub mod fs;
 pub mod meta;
 pub mod postgres;
 pub mod registry;
+pub mod s3;
 pub mod sqlite;
 
 pub use blob::{BlobStore, ByteStream, UploadState};
@@ -18,6 +19,7 @@ pub use fs::FsBlobStore;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
 pub use postgres::{PostgresMetadataStore, SchemaVersions};
 pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
+pub use s3::{S3BlobStore, S3Config};
 pub use sqlite::SqliteMetadataStore;
 
 /// Where the metadata lives.
@@ -68,18 +70,38 @@ impl MetadataLocation {
     }
 }
 
-/// Opens the registry: blobs on the filesystem under `data_dir`, metadata where `metadata`
-/// says, and discards upload bytes that a crash left without a session. Returns the registry
-/// and how many orphaned uploads were discarded.
+/// Where the blobs live.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    /// A content-addressed directory: the embedded default.
+    Filesystem(std::path::PathBuf),
+    /// An S3-compatible bucket, for replicas sharing one store.
+    S3(S3Config),
+}
+
+impl BlobLocation {
+    pub fn open(&self) -> Result<std::sync::Arc<dyn BlobStore>> {
+        Ok(match self {
+            BlobLocation::Filesystem(dir) => {
+                std::fs::create_dir_all(dir)?;
+                std::sync::Arc::new(FsBlobStore::open(dir)?)
+            }
+            BlobLocation::S3(c) => std::sync::Arc::new(S3BlobStore::new(c)?),
+        })
+    }
+}
+
+/// Opens the registry: blobs and metadata where they are configured to be, after discarding
+/// upload bytes that a crash left without a session. Returns the registry and how many
+/// orphaned uploads were discarded.
 pub async fn open_registry(
-    data_dir: &std::path::Path,
+    blobs: &BlobLocation,
     metadata: &MetadataLocation,
     limits: Limits,
 ) -> Result<(std::sync::Arc<Registry>, usize)> {
-    std::fs::create_dir_all(data_dir)?;
-    let blobs = FsBlobStore::open(data_dir)?;
+    let blobs = blobs.open()?;
     let (meta, _) = metadata.open().await?;
-    let registry = Registry::new(std::sync::Arc::new(blobs), meta, limits);
+    let registry = Registry::new(blobs, meta, limits);
     let orphans = registry.reconcile().await?;
     Ok((std::sync::Arc::new(registry), orphans))
 }

@@ -82,7 +82,7 @@ impl Registry {
         let mut removed = 0;
         for id in self.blobs.upload_ids().await? {
             if !live.contains(&id) {
-                self.blobs.upload_abort(&id).await?;
+                self.blobs.upload_abort(&id, &[]).await?;
                 removed += 1;
             }
         }
@@ -249,15 +249,14 @@ impl Registry {
         self.meta
             .upload_complete(id, Some((digest, upload.size)))
             .await?;
-        self.blobs.upload_abort(id).await?;
         Ok(upload.size)
     }
 
     pub async fn upload_cancel(&self, repo: &str, id: &str) -> Result<()> {
         let _guard = self.upload_lock(id).lock().await;
-        self.upload_status(repo, id).await?;
+        let rec = self.upload_record(repo, id).await?;
         self.meta.upload_complete(id, None).await?;
-        self.blobs.upload_abort(id).await
+        self.blobs.upload_abort(id, &rec.state).await
     }
 
     // ---- manifests ----

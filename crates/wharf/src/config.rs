@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use wharf_store::{BlobLocation, S3Config};
 
 /// Where the registry keeps its data; shared by every command that opens the store.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,6 +19,15 @@ pub struct StoreArgs {
     /// TOML configuration file
     #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Keep blobs in this S3 bucket instead of the data directory
+    #[arg(long, env = "WHARF_S3_BUCKET", value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint for S3-compatible stores (path-style addressing), e.g. http://garage:3900
+    #[arg(long, env = "WHARF_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1]
+    #[arg(long, env = "WHARF_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
 }
 
 impl StoreArgs {
@@ -27,6 +37,33 @@ impl StoreArgs {
             None => Ok(FileConfig::default()),
         }
     }
+
+    /// Where blobs live: S3 when a bucket is named (flag, env or file), else `data_dir`.
+    /// S3 credentials come from the file or the usual AWS_* variables.
+    pub fn blob_location(&self, file: &FileConfig, data_dir: &Path) -> BlobLocation {
+        let f = file.s3.clone().unwrap_or_default();
+        match self.s3_bucket.clone().or(f.bucket) {
+            Some(bucket) => BlobLocation::S3(S3Config {
+                bucket,
+                endpoint: self.s3_endpoint.clone().or(f.endpoint),
+                region: self.s3_region.clone().or(f.region),
+                access_key_id: f.access_key_id,
+                secret_access_key: f.secret_access_key,
+            }),
+            None => BlobLocation::Filesystem(data_dir.to_path_buf()),
+        }
+    }
+}
+
+/// The `[s3]` table of the configuration file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileS3 {
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 /// The configuration file. Every key is optional; unknown keys are an error, so a typo does
@@ -41,6 +78,7 @@ pub struct FileConfig {
     pub log: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
+    pub s3: Option<FileS3>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +104,7 @@ impl FileConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub blobs: BlobLocation,
     pub metadata_url: Option<String>,
     pub allow_anonymous: bool,
     pub log: String,

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use std::path::PathBuf;
+
 use clap::Args;
 use wharf_server::ServerOptions;
 use wharf_store::{Limits, MetadataLocation};
@@ -36,6 +38,13 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         .metadata_url
         .clone()
         .or(file.metadata_url.clone());
+    let data_dir: PathBuf = args
+        .store
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let blobs = args.store.blob_location(&file, &data_dir);
     let l = &file.limits;
     let d = ServerOptions::default();
     Ok(Settings {
@@ -43,11 +52,8 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
-        data_dir: args
-            .store
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        data_dir,
+        blobs,
         metadata_url,
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
         log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
@@ -94,7 +100,7 @@ async fn serve(s: Settings) -> Result<(), String> {
     let metadata = MetadataLocation::choose(&s.data_dir, s.metadata_url.as_deref())
         .map_err(|e| e.to_string())?;
     let (registry, orphans) = wharf_store::open_registry(
-        &s.data_dir,
+        &s.blobs,
         &metadata,
         Limits {
             max_manifest_size: s.max_manifest_size,

@@ -1,0 +1,70 @@
+"""Scale-out: several `wharf serve` replicas sharing one PostgreSQL database and one S3 bucket
+(a real Garage node) are interchangeable."""
+
+import json
+import os
+
+import pytest
+
+from conftest import OCI_MANIFEST, fresh_postgres_database, sha256, start_wharf
+
+
+@pytest.fixture
+def replicas(tmp_path):
+    if not os.environ.get("WHARF_TEST_S3_ENDPOINT"):
+        if os.environ.get("WHARF_TESTS_RUN"):
+            pytest.fail("tests/run must provide WHARF_TEST_S3_ENDPOINT")
+        pytest.skip("no S3 store: run through tests/run")
+    url = fresh_postgres_database()
+    # each test gets a prefix-free bucket of its own only by name; repositories differ instead
+    env = {
+        "WHARF_METADATA_URL": url,
+        "WHARF_S3_BUCKET": os.environ["WHARF_TEST_S3_BUCKET"],
+        "WHARF_S3_ENDPOINT": os.environ["WHARF_TEST_S3_ENDPOINT"],
+        "WHARF_S3_REGION": "garage",
+        "AWS_ACCESS_KEY_ID": os.environ["WHARF_TEST_S3_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["WHARF_TEST_S3_SECRET"],
+    }
+    servers = [start_wharf(tmp_path / f"r{i}", env=env) for i in range(3)]
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+def test_push_through_one_pull_through_the_others(replicas):
+    a, b, c = replicas
+    repo = "scale/" + os.urandom(4).hex()
+    digest, m = a.push_image(repo, "v1", layers=[os.urandom(300_000), os.urandom(7_000_000)])
+    for r in (b, c):
+        got = r("GET", f"/v2/{repo}/manifests/v1")
+        assert got.status_code == 200 and got.headers["Docker-Content-Digest"] == digest
+        for d in [m["config"]] + m["layers"]:
+            blob = r("GET", f"/v2/{repo}/blobs/{d['digest']}")
+            assert blob.status_code == 200 and sha256(blob.content) == d["digest"]
+    # a tag moved on one replica is read at once on the others
+    d2, _ = c.push_image(repo, "v1", layers=[b"moved"])
+    assert a("HEAD", f"/v2/{repo}/manifests/v1").headers["Docker-Content-Digest"] == d2
+    assert b("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["v1"]
+
+
+def test_chunked_upload_across_replicas(replicas):
+    a, b, c = replicas
+    repo = "scale/" + os.urandom(4).hex()
+    data = os.urandom(13_000_000)
+    loc = a("POST", f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    at = 0
+    for server, n in ((a, 2_000_000), (b, 6_000_000), (c, 3_000_000)):
+        r = server("PATCH", loc, data=data[at:at + n],
+                   headers={"Content-Range": f"{at}-{at + n - 1}"})
+        assert r.status_code == 202, r.text
+        at += n
+        assert a("GET", loc).headers["Range"] == f"0-{at - 1}"
+    r = b("PUT", loc, params={"digest": sha256(data)}, data=data[at:])
+    assert r.status_code == 201, r.text
+    for server in replicas:
+        assert server("GET", f"/v2/{repo}/blobs/{sha256(data)}").content == data
+    # an out-of-order chunk is refused whichever replica gets it
+    loc = c("POST", f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    assert a("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"}).status_code == 202
+    r = b("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"})
+    assert r.status_code == 416 and r.headers["Range"] == "0-2"
