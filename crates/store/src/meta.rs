@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use wharf_spec::{Digest, Reference};
 
-use crate::Result;
+use crate::{Result, StoreError};
 
 /// A manifest as stored: the exact bytes that were pushed and the media type they were pushed as.
 #[derive(Debug, Clone)]
@@ -91,4 +91,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, in digest order.
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+}
+
+/// Seconds since the epoch, for the databases' timestamps.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A digest read back from a database, which wrote only valid ones.
+pub(crate) fn parse_digest(s: String) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
 }

@@ -5,15 +5,15 @@
 //! with one winner. Text keys use the "C" collation so that listings sort and paginate by
 //! bytes, exactly as on SQLite, whatever the database's locale.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use wharf_spec::{Digest, Reference};
 
-use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+use crate::meta::{
+    now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
+};
 use crate::{Result, StoreError};
 
 /// Schema versions, applied in order; `wharf_schema.version` records how many ran.
@@ -80,18 +80,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         StoreError::Database(e.to_string())
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn parse_digest(s: String) -> Result<Digest> {
-    s.parse()
-        .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
 }
 
 /// Where a database stands relative to this binary's schema.

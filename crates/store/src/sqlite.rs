@@ -10,14 +10,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wharf_spec::{Digest, Reference};
 
-use crate::meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+use crate::meta::{
+    now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
+};
 use crate::{Result, SchemaVersions, StoreError};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -130,18 +131,6 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn parse_digest(s: String) -> Result<Digest> {
-    s.parse()
-        .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
 }
 
 impl SqliteMetadataStore {

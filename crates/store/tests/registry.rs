@@ -36,8 +36,8 @@ fn test_bucket() -> Option<S3Config> {
     })
 }
 
-/// A PostgreSQL database of its own for one test, on the cluster `tests/run` started.
-async fn fresh_postgres() -> Option<PostgresMetadataStore> {
+/// The URL of a new, empty database on the cluster `tests/run` started.
+async fn fresh_postgres_url() -> Option<String> {
     let Ok(url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var("WHARF_TESTS_RUN").is_err(),
@@ -55,7 +55,12 @@ async fn fresh_postgres() -> Option<PostgresMetadataStore> {
         .await
         .unwrap();
     let (base, _) = url.rsplit_once('/').unwrap();
-    let store = PostgresMetadataStore::connect(&format!("{base}/{db}")).unwrap();
+    Some(format!("{base}/{db}"))
+}
+
+/// A migrated PostgreSQL store of its own for one test.
+async fn fresh_postgres() -> Option<PostgresMetadataStore> {
+    let store = PostgresMetadataStore::connect(&fresh_postgres_url().await?).unwrap();
     store.migrate().await.unwrap();
     Some(store)
 }
@@ -447,25 +452,17 @@ async fn postgres_migrations_are_idempotent_and_refuse_newer() {
     };
     let again = pg.migrate().await.unwrap();
     assert_eq!(again.before, again.after);
-    let url = std::env::var("WHARF_TEST_POSTGRES_URL").unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let db = format!("wharf_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    let (c2, conn2) = tokio_postgres::connect(&format!("{base}/{db}"), tokio_postgres::NoTls)
+    let url = fresh_postgres_url().await.unwrap();
+    let (c2, conn2) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn2);
-    c2.batch_execute("CREATE TABLE wharf_schema (version INTEGER NOT NULL); INSERT INTO wharf_schema VALUES (999)")
-        .await
-        .unwrap();
-    let newer = PostgresMetadataStore::connect(&format!("{base}/{db}")).unwrap();
+    c2.batch_execute(
+        "CREATE TABLE wharf_schema (version INTEGER NOT NULL); INSERT INTO wharf_schema VALUES (999)",
+    )
+    .await
+    .unwrap();
+    let newer = PostgresMetadataStore::connect(&url).unwrap();
     let err = newer.migrate().await.unwrap_err().to_string();
     assert!(err.contains("newer than this Wharf knows"), "{err}");
 }
