@@ -68,3 +68,75 @@ def test_chunked_upload_across_replicas(replicas):
     assert a("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"}).status_code == 202
     r = b("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"})
     assert r.status_code == 416 and r.headers["Range"] == "0-2"
+
+
+def test_sigkill_of_a_replica_mid_push(replicas):
+    """Everything acknowledged stays served by the others, and the upload the dead replica
+    was receiving resumes on another from its last acknowledged byte."""
+    import signal
+    import socket
+    import time
+    a, b, c = replicas
+    repo = "scale/" + os.urandom(4).hex()
+    done, m = a.push_image(repo, "before", layers=[os.urandom(200_000)])
+    data = os.urandom(9_000_000)
+    loc = a("POST", f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    assert a("PATCH", loc, data=data[:6_000_000],
+             headers={"Content-Range": "0-5999999"}).status_code == 202
+    # a second chunk is half sent when the replica dies
+    host, port = a.host.split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 6000000-8999999\r\n"
+                  f"Content-Length: 3000000\r\n\r\n").encode() + data[6_000_000:7_500_000])
+    time.sleep(0.3)
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    sock.close()
+    assert b("GET", f"/v2/{repo}/manifests/before").headers["Docker-Content-Digest"] == done
+    for d in [m["config"]] + m["layers"]:
+        assert sha256(c("GET", f"/v2/{repo}/blobs/{d['digest']}").content) == d["digest"]
+    assert b("GET", loc).headers["Range"] == "0-5999999"
+    r = b("PATCH", loc, data=data[6_000_000:], headers={"Content-Range": "6000000-8999999"})
+    assert r.status_code == 202, r.text
+    assert c("PUT", loc, params={"digest": sha256(data)}).status_code == 201
+    assert b("GET", f"/v2/{repo}/blobs/{sha256(data)}").content == data
+
+
+def test_fifty_clients_push_overlapping_images_through_all_replicas(replicas):
+    import concurrent.futures
+    import random
+    import requests as rq
+    repo_base = "scale/" + os.urandom(4).hex()
+    shared = [os.urandom(100_000) for _ in range(4)]  # layers every image reuses
+
+    def push(i):
+        server = replicas[i % 3]
+        http = rq.Session()
+        repo = f"{repo_base}/app{i % 5}"
+        rnd = random.Random(i)
+        layers = rnd.sample(shared, 2) + [os.urandom(rnd.choice([10, 50_000, 600_000]))]
+        descs = []
+        for data in layers + [b'{"i":%d}' % i]:
+            d = sha256(data)
+            r = http.post(f"{server.url}/v2/{repo}/blobs/uploads/", params={"digest": d},
+                          data=data, timeout=60)
+            assert r.status_code == 201, r.text
+            descs.append({"mediaType": "application/octet-stream", "digest": d,
+                          "size": len(data)})
+        raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                          "config": dict(descs[-1], mediaType="application/vnd.oci.image.config.v1+json"),
+                          "layers": descs[:-1]}).encode()
+        r = http.put(f"{server.url}/v2/{repo}/manifests/t{i}", data=raw,
+                     headers={"Content-Type": OCI_MANIFEST}, timeout=60)
+        assert r.status_code == 201, r.text
+        return repo, f"t{i}", raw
+
+    with concurrent.futures.ThreadPoolExecutor(50) as ex:
+        acked = list(ex.map(push, range(50)))
+    for n, (repo, tag, raw) in enumerate(acked):
+        reader = replicas[(n + 1) % 3]  # never the replica that took the push
+        got = reader("GET", f"/v2/{repo}/manifests/{tag}")
+        assert got.status_code == 200 and got.content == raw
+        for d in [json.loads(raw)["config"]] + json.loads(raw)["layers"]:
+            blob = reader("GET", f"/v2/{repo}/blobs/{d['digest']}")
+            assert blob.status_code == 200 and sha256(blob.content) == d["digest"]
