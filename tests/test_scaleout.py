@@ -140,3 +140,44 @@ def test_fifty_clients_push_overlapping_images_through_all_replicas(replicas):
         for d in [json.loads(raw)["config"]] + json.loads(raw)["layers"]:
             blob = reader("GET", f"/v2/{repo}/blobs/{d['digest']}")
             assert blob.status_code == 200 and sha256(blob.content) == d["digest"]
+
+
+def test_replicas_expire_each_idle_upload_once(tmp_path):
+    """Three replicas expiring at once claim disjoint sessions (FOR UPDATE SKIP LOCKED)."""
+    import re
+    import time
+    if not os.environ.get("WHARF_TEST_S3_ENDPOINT"):
+        pytest.skip("no S3 store: run through tests/run")
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text("[limits]\nupload_expiry_secs = 1\nupload_expiry_check_secs = 1\n")
+    env = {
+        "WHARF_METADATA_URL": fresh_postgres_database(),
+        "WHARF_S3_BUCKET": os.environ["WHARF_TEST_S3_BUCKET"],
+        "WHARF_S3_ENDPOINT": os.environ["WHARF_TEST_S3_ENDPOINT"],
+        "WHARF_S3_REGION": "garage",
+        "AWS_ACCESS_KEY_ID": os.environ["WHARF_TEST_S3_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["WHARF_TEST_S3_SECRET"],
+    }
+    servers = [start_wharf(tmp_path / f"r{i}", env=env, config=cfg) for i in range(3)]
+    try:
+        ids = set()
+        for i in range(30):
+            loc = servers[i % 3]("POST", "/v2/exp/blobs/uploads/").headers["Location"]
+            servers[i % 3]("PATCH", loc, data=b"idle bytes")
+            ids.add(loc.rsplit("/", 1)[1])
+        deadline = time.time() + 20
+        found = []
+        while time.time() < deadline:
+            found = [m for s in servers
+                     for m in re.findall(r"upload=([0-9a-f-]{36})\S* expired idle upload|"
+                                         r"expired idle upload\S* upload=([0-9a-f-]{36})",
+                                         s.log())]
+            found = [a or b for a, b in found]
+            if len(set(found)) == len(ids):
+                break
+            time.sleep(0.5)
+        assert set(found) == ids
+        assert len(found) == len(ids), "an upload was expired by two replicas"
+    finally:
+        for s in servers:
+            s.stop()

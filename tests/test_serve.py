@@ -299,3 +299,28 @@ def test_newer_binary_migrates_v1_sqlite_with_upload_in_flight(tmp_path):
         assert s("GET", f"/v2/old/blobs/{sha256(whole)}").content == whole
     finally:
         s.stop()
+
+
+def test_idle_uploads_expire_active_ones_stay(tmp_path):
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text("[limits]\nupload_expiry_secs = 2\nupload_expiry_check_secs = 1\n")
+    s = start_wharf(tmp_path / "d", config=cfg)
+    try:
+        idle = s("POST", "/v2/exp/blobs/uploads/").headers["Location"]
+        s("PATCH", idle, data=b"abandoned")
+        active = s("POST", "/v2/exp/blobs/uploads/").headers["Location"]
+        sent = b""
+        deadline = time.time() + 15
+        while s("GET", idle).status_code != 404 and time.time() < deadline:
+            r = s("PATCH", active, data=b"x")
+            assert r.status_code == 202, r.text
+            sent += b"x"
+            time.sleep(0.4)
+        r = s("GET", idle)
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+        assert s("GET", active).headers["Range"] == f"0-{len(sent) - 1}"
+        assert s("PUT", active, params={"digest": sha256(sent)}).status_code == 201
+        assert list((tmp_path / "d" / "uploads").iterdir()) == []
+        assert "expired idle upload" in s.log()
+    finally:
+        s.stop()

@@ -72,6 +72,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Removes the session, linking `blob` into its repository in the same transaction.
     async fn upload_complete(&self, id: &str, blob: Option<(&Digest, u64)>) -> Result<bool>;
     async fn upload_ids(&self) -> Result<Vec<String>>;
+    /// Claims and deletes up to `limit` sessions not advanced since `updated_before` (Unix
+    /// seconds), returning their ids and states so their bytes can be discarded. Replicas
+    /// calling it at once claim disjoint sessions.
+    async fn uploads_expire(
+        &self,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Stores a manifest (and its tag) after checking, in the same transaction, that all it
     /// references is present. Storing an existing manifest again only moves the tag.

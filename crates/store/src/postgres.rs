@@ -278,6 +278,25 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(true)
     }
 
+    async fn uploads_expire(
+        &self,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let c = self.pool.get().await?;
+        // SKIP LOCKED: a replica expiring at the same moment takes other rows, never these.
+        let st = c
+            .prepare_cached(
+                "DELETE FROM uploads WHERE id IN
+                   (SELECT id FROM uploads WHERE updated_at < $1
+                    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, state",
+            )
+            .await?;
+        let rows = c.query(&st, &[&updated_before, &(limit as i64)]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn upload_ids(&self) -> Result<Vec<String>> {
         let c = self.pool.get().await?;
         let rows = c.query("SELECT id FROM uploads", &[]).await?;

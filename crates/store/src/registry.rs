@@ -89,6 +89,25 @@ impl Registry {
         Ok(removed)
     }
 
+    /// Discards upload sessions idle for longer than `max_idle`, and their bytes. Returns how
+    /// many were expired by this call (other replicas may expire others at the same time).
+    pub async fn expire_uploads(&self, max_idle: std::time::Duration) -> Result<usize> {
+        const BATCH: usize = 100;
+        let cutoff = crate::meta::now() - max_idle.as_secs() as i64;
+        let mut total = 0;
+        loop {
+            let claimed = self.meta.uploads_expire(cutoff, BATCH).await?;
+            for (id, state) in &claimed {
+                self.blobs.upload_abort(id, state).await?;
+                tracing::info!(upload = %id, "expired idle upload");
+            }
+            total += claimed.len();
+            if claimed.len() < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     fn upload_lock(&self, id: &str) -> &tokio::sync::Mutex<()> {
         let mut h = DefaultHasher::new();
         id.hash(&mut h);

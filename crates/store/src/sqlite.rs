@@ -350,6 +350,27 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
+    async fn uploads_expire(
+        &self,
+        updated_before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.write(move |tx| {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM uploads WHERE id IN
+                   (SELECT id FROM uploads WHERE updated_at < ?1 LIMIT ?2)
+                 RETURNING id, state",
+            )?;
+            let rows = st
+                .query_map(params![updated_before, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn upload_ids(&self) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare("SELECT id FROM uploads")?;

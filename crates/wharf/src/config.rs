@@ -89,6 +89,8 @@ pub struct FileLimits {
     pub chunk_min_length: Option<u64>,
     pub body_idle_timeout_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub upload_expiry_secs: Option<u64>,
+    pub upload_expiry_check_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -113,6 +115,8 @@ pub struct Settings {
     pub chunk_min_length: u64,
     pub body_idle_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
+    pub upload_expiry_secs: u64,
+    pub upload_expiry_check_secs: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

@@ -66,6 +66,8 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
             .body_idle_timeout_secs
             .unwrap_or(d.body_idle_timeout.as_secs()),
         shutdown_timeout_secs: l.shutdown_timeout_secs.unwrap_or(30),
+        upload_expiry_secs: l.upload_expiry_secs.unwrap_or(24 * 3600),
+        upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
     })
 }
 
@@ -111,6 +113,20 @@ async fn serve(s: Settings) -> Result<(), String> {
     if orphans > 0 {
         tracing::info!(orphans, "discarded upload files that no session names");
     }
+    let expiry = (
+        registry.clone(),
+        Duration::from_secs(s.upload_expiry_secs),
+        Duration::from_secs(s.upload_expiry_check_secs.max(1)),
+    );
+    tokio::spawn(async move {
+        let (registry, max_idle, every) = expiry;
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = registry.expire_uploads(max_idle).await {
+                tracing::warn!("expiring idle uploads failed: {e}");
+            }
+        }
+    });
     let app = wharf_server::router(
         registry,
         ServerOptions {
