@@ -181,3 +181,34 @@ def test_replicas_expire_each_idle_upload_once(tmp_path):
     finally:
         for s in servers:
             s.stop()
+
+
+def test_presigned_redirect_for_pulls(tmp_path):
+    if not os.environ.get("WHARF_TEST_S3_ENDPOINT"):
+        pytest.skip("no S3 store: run through tests/run")
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f"""[s3]
+bucket = "{os.environ['WHARF_TEST_S3_BUCKET']}"
+endpoint = "{os.environ['WHARF_TEST_S3_ENDPOINT']}"
+region = "garage"
+access_key_id = "{os.environ['WHARF_TEST_S3_KEY_ID']}"
+secret_access_key = "{os.environ['WHARF_TEST_S3_SECRET']}"
+presigned_redirect_secs = 300
+""")
+    s = start_wharf(tmp_path / "d", config=cfg)
+    try:
+        data = os.urandom(3_000_000)
+        d = s.push_blob("redir/x", data)
+        r = s("GET", f"/v2/redir/x/blobs/{d}")
+        assert r.status_code == 307
+        assert r.headers["Location"].startswith(os.environ["WHARF_TEST_S3_ENDPOINT"])
+        assert "X-Amz-Signature" in r.headers["Location"]
+        followed = s.http.get(r.headers["Location"], timeout=30)
+        assert followed.status_code == 200 and followed.content == data
+        ranged = s.http.get(r.headers["Location"], headers={"Range": "bytes=10-19"}, timeout=30)
+        assert ranged.content == data[10:20]
+        # HEAD is answered by the registry itself; unknown blobs are still 404
+        assert s("HEAD", f"/v2/redir/x/blobs/{d}").headers["Content-Length"] == str(len(data))
+        assert s("GET", f"/v2/redir/x/blobs/{sha256(b'none')}").status_code == 404
+    finally:
+        s.stop()

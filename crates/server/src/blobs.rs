@@ -18,6 +18,17 @@ pub(crate) async fn get(
 ) -> ApiResult {
     let digest: Digest = digest.parse()?;
     let size = app.registry.blob_size(name, &digest).await?;
+    if !head {
+        if let Some(url) = app.registry.blob_redirect(&digest).await? {
+            return empty(
+                StatusCode::TEMPORARY_REDIRECT,
+                &[
+                    ("location", url),
+                    ("docker-content-digest", digest.to_string()),
+                ],
+            );
+        }
+    }
     let range = match header_str(&req, header::RANGE) {
         Some(v) if !head => byte_range(v, size)?,
         _ => None,

@@ -26,6 +26,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The size of a stored blob, or `None` when absent.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
 
+    /// A URL the client may fetch the blob from directly, when the store hands out such URLs
+    /// (S3 presigned URLs, when configured). `None`: serve it through [`BlobStore::read`].
+    async fn redirect(&self, _digest: &Digest) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Streams `range` of a stored blob. The caller has checked the range against the size.
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream>;
 

@@ -123,6 +123,11 @@ impl Registry {
             .ok_or(StoreError::BlobUnknown)
     }
 
+    /// Where to send the client for `digest` instead of serving it, if the store says so.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        self.blobs.redirect(digest).await
+    }
+
     pub async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
         self.blobs.read(digest, range).await
     }

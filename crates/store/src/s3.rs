@@ -34,10 +34,14 @@ pub struct S3Config {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// When set, blob GETs redirect to presigned URLs valid this long, so bytes flow from the
+    /// bucket to the client without passing through the registry.
+    pub presigned_redirect: Option<std::time::Duration>,
 }
 
 pub struct S3BlobStore {
     s3: AmazonS3,
+    presigned_redirect: Option<std::time::Duration>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,7 +96,10 @@ impl S3BlobStore {
         let s3 = b
             .build()
             .map_err(|e| StoreError::Io(std::io::Error::other(format!("S3 configuration: {e}"))))?;
-        Ok(S3BlobStore { s3 })
+        Ok(S3BlobStore {
+            s3,
+            presigned_redirect: c.presigned_redirect,
+        })
     }
 
     fn decode(state: &[u8]) -> Result<S3UploadState> {
@@ -165,6 +172,19 @@ impl BlobStore for S3BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(s3_error(e)),
         }
+    }
+
+    async fn redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        use object_store::signer::{Method, Signer};
+        let Some(valid) = self.presigned_redirect else {
+            return Ok(None);
+        };
+        let url = self
+            .s3
+            .signed_url(Method::GET, &blob_key(digest), valid)
+            .await
+            .map_err(s3_error)?;
+        Ok(Some(url.to_string()))
     }
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {

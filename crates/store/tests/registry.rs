@@ -33,6 +33,7 @@ fn test_bucket() -> Option<S3Config> {
         region: Some("garage".into()),
         access_key_id: std::env::var("WHARF_TEST_S3_KEY_ID").ok(),
         secret_access_key: std::env::var("WHARF_TEST_S3_SECRET").ok(),
+        presigned_redirect: None,
     })
 }
 

@@ -49,6 +49,9 @@ impl StoreArgs {
                 region: self.s3_region.clone().or(f.region),
                 access_key_id: f.access_key_id,
                 secret_access_key: f.secret_access_key,
+                presigned_redirect: f
+                    .presigned_redirect_secs
+                    .map(std::time::Duration::from_secs),
             }),
             None => BlobLocation::Filesystem(data_dir.to_path_buf()),
         }
@@ -64,6 +67,8 @@ pub struct FileS3 {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Redirect blob GETs to presigned URLs valid this many seconds.
+    pub presigned_redirect_secs: Option<u64>,
 }
 
 /// The configuration file. Every key is optional; unknown keys are an error, so a typo does
