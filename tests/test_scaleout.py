@@ -212,3 +212,29 @@ presigned_redirect_secs = 300
         assert s("GET", f"/v2/redir/x/blobs/{sha256(b'none')}").status_code == 404
     finally:
         s.stop()
+
+
+def test_same_tag_pushed_through_every_replica_at_once(replicas):
+    """Concurrent pushes of one tag through different replicas: one winner, no torn state."""
+    import concurrent.futures
+    repo = "scale/" + os.urandom(4).hex()
+    base = replicas[0].push_blob(repo, b"{}")
+    layers = [replicas[0].push_blob(repo, b"variant %d" % i) for i in range(12)]
+    bodies = [json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                     "digest": base, "size": 2},
+                          "layers": [{"mediaType": "application/octet-stream", "digest": d,
+                                      "size": len(b"variant %d" % i)}]}).encode()
+              for i, d in enumerate(layers)]
+
+    def put(i):
+        return replicas[i % 3].push_manifest(repo, "latest", bodies[i])
+
+    with concurrent.futures.ThreadPoolExecutor(12) as ex:
+        digests = list(ex.map(put, range(12)))
+    seen = {r("GET", f"/v2/{repo}/manifests/latest").headers["Docker-Content-Digest"]
+            for r in replicas}
+    assert len(seen) == 1 and seen <= set(digests)
+    winner = replicas[1]("GET", f"/v2/{repo}/manifests/latest")
+    assert sha256(winner.content) == winner.headers["Docker-Content-Digest"]
+    assert replicas[2]("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["latest"]
