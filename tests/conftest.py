@@ -53,6 +53,16 @@ class Server:
         kw.setdefault("timeout", 60)
         return self.http.request(method, self.url + path, **kw)
 
+    def send_raw(self, data: bytes, close=True):
+        """Writes `data` to a fresh connection as is: for requests that requests cannot send,
+        such as a body cut short. Returns the socket when left open."""
+        host, port = self.host.split(":")
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(data)
+        if close:
+            sock.close()
+        return sock
+
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
 

@@ -2,7 +2,6 @@
 
 import http.client
 import json
-import socket
 import time
 
 import pytest
@@ -66,25 +65,16 @@ def test_unknown_endpoint_and_method(wharf):
     assert wharf("GET", "/elsewhere").status_code == 404
 
 
-def raw_request(server, head: bytes, body: bytes, close=True):
-    host, port = server.host.split(":")
-    s = socket.create_connection((host, int(port)), timeout=10)
-    s.sendall(head + body)
-    if close:
-        s.close()
-    return s
-
-
 def test_half_body_then_disconnect_leaves_nothing(wharf):
     data = b"x" * 100_000
     d = sha256(data)
     head = (f"POST /v2/half/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: x\r\n"
             f"Content-Length: {len(data)}\r\n\r\n").encode()
-    raw_request(wharf, head, data[:40_000])
+    wharf.send_raw(head + data[:40_000])
     loc = wharf("POST", "/v2/half/blobs/uploads/").headers["Location"]
     assert wharf("PATCH", loc, data=b"a" * 10).status_code == 202
     head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-    raw_request(wharf, head, data[:50_000])
+    wharf.send_raw(head + data[:50_000])
     time.sleep(0.5)
     # nothing of the broken requests became visible, and the session is where it was
     assert wharf("HEAD", f"/v2/half/blobs/{d}").status_code == 404
@@ -103,7 +93,7 @@ def test_stalled_body_times_out(tmp_path):
     try:
         loc = s("POST", "/v2/stall/blobs/uploads/").headers["Location"]
         head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").encode()
-        sock = raw_request(s, head, b"y" * 10, close=False)
+        sock = s.send_raw(head + b"y" * 10, close=False)
         started = time.time()
         sock.settimeout(15)
         reply = sock.recv(4096).decode(errors="replace")

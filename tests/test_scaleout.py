@@ -74,7 +74,6 @@ def test_sigkill_of_a_replica_mid_push(replicas):
     """Everything acknowledged stays served by the others, and the upload the dead replica
     was receiving resumes on another from its last acknowledged byte."""
     import signal
-    import socket
     import time
     a, b, c = replicas
     repo = "scale/" + os.urandom(4).hex()
@@ -84,10 +83,9 @@ def test_sigkill_of_a_replica_mid_push(replicas):
     assert a("PATCH", loc, data=data[:6_000_000],
              headers={"Content-Range": "0-5999999"}).status_code == 202
     # a second chunk is half sent when the replica dies
-    host, port = a.host.split(":")
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 6000000-8999999\r\n"
-                  f"Content-Length: 3000000\r\n\r\n").encode() + data[6_000_000:7_500_000])
+    sock = a.send_raw((f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 6000000-8999999\r\n"
+                       f"Content-Length: 3000000\r\n\r\n").encode() + data[6_000_000:7_500_000],
+                      close=False)
     time.sleep(0.3)
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait()

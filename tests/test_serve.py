@@ -166,10 +166,8 @@ def test_shutdown_timeout_bounds_the_wait(tmp_path):
     cfg.write_text("[limits]\nshutdown_timeout_secs = 1\nbody_idle_timeout_secs = 120\n")
     s = start_wharf(tmp_path / "d", config=cfg)
     loc = s("POST", "/v2/stuck/blobs/uploads/").headers["Location"]
-    import socket
-    host, port = s.host.split(":")
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc".encode())
+    sock = s.send_raw(f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"
+                      .encode(), close=False)
     time.sleep(0.3)
     t0 = time.time()
     s.proc.send_signal(signal.SIGTERM)
