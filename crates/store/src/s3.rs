@@ -62,6 +62,16 @@ fn s3_error(e: object_store::Error) -> StoreError {
     }
 }
 
+fn check_digest(actual: Digest, expected: &Digest) -> Result<()> {
+    if &actual == expected {
+        return Ok(());
+    }
+    Err(StoreError::DigestMismatch {
+        expected: expected.clone(),
+        actual,
+    })
+}
+
 fn blob_key(d: &Digest) -> Path {
     Path::from(format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()))
 }
@@ -145,6 +155,16 @@ impl S3BlobStore {
             hasher: alg.hasher().to_bytes(),
         };
         Ok(serde_json::to_vec(&st).expect("state serialises"))
+    }
+
+    /// Streams an object through a hasher of the digest's algorithm.
+    async fn verify_object(&self, key: &Path, digest: &Digest) -> Result<()> {
+        let mut hasher = digest.algorithm().hasher();
+        let mut body = self.s3.get(key).await.map_err(s3_error)?.into_stream();
+        while let Some(chunk) = body.next().await {
+            hasher.update(&chunk.map_err(s3_error)?);
+        }
+        check_digest(hasher.finish(), digest)
     }
 
     /// Deletes every object under the upload's name (its tails).
@@ -274,34 +294,40 @@ impl BlobStore for S3BlobStore {
             .ok_or_else(|| {
                 StoreError::UploadInvalid("upload state does not match its length".into())
             })?;
-        if hasher.algorithm() != digest.algorithm() {
-            return Err(StoreError::UploadInvalid(format!(
-                "uploads to object storage are verified as {}; close them with a digest of that algorithm",
-                hasher.algorithm().as_str()
-            )));
+        // The session hashes as sha256, which is what clients close with. Another algorithm is
+        // checked by reading the assembled object back before it is copied into place.
+        let carried = hasher.algorithm() == digest.algorithm();
+        if carried {
+            check_digest(hasher.finish(), digest)?;
         }
-        let actual = hasher.finish();
-        if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+        let assembled = async {
+            let tail = self.read_tail(&key, &st, size).await?;
+            if !tail.is_empty() || st.parts.is_empty() {
+                self.put_part(&key, &mut st, tail.freeze()).await?;
+            }
+            let parts = st
+                .parts
+                .iter()
+                .map(|p| PartId {
+                    content_id: p.clone(),
+                })
+                .collect();
+            self.s3
+                .complete_multipart(&key, &st.multipart, parts)
+                .await
+                .map_err(s3_error)
         }
-        let tail = self.read_tail(&key, &st, size).await?;
-        if !tail.is_empty() || st.parts.is_empty() {
-            self.put_part(&key, &mut st, tail.freeze()).await?;
+        .await;
+        if let Err(e) = assembled {
+            // An earlier close that failed its read-back verification has assembled the
+            // object already; the session lived on so that the client could close it again.
+            if !matches!(self.s3.head(&key).await, Ok(m) if m.size == size) {
+                return Err(e);
+            }
         }
-        let parts = st
-            .parts
-            .iter()
-            .map(|p| PartId {
-                content_id: p.clone(),
-            })
-            .collect();
-        self.s3
-            .complete_multipart(&key, &st.multipart, parts)
-            .await
-            .map_err(s3_error)?;
+        if !carried {
+            self.verify_object(&key, digest).await?;
+        }
         self.s3
             .copy(&key, &blob_key(digest))
             .await
@@ -317,6 +343,8 @@ impl BlobStore for S3BlobStore {
         if let Ok(st) = Self::decode(state) {
             let _ = self.s3.abort_multipart(&key, &st.multipart).await;
         }
+        // Present only when a close assembled it and then failed verification.
+        let _ = self.s3.delete(&key).await;
         self.delete_tails(&key).await
     }
 
