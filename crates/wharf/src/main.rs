@@ -1,6 +1,7 @@
-//! `wharf`: one binary that is both an OCI registry (`wharf serve`) and, as the client issues
-//! land, the client for it.
+//! `wharf`: one binary that is both an OCI registry (`wharf serve`) and the client for any
+//! registry (`wharf push`, `pull`, `cp`, ...).
 
+mod cli;
 mod config;
 mod migrate;
 mod serve;
@@ -14,12 +15,32 @@ use clap::{Parser, Subcommand};
     name = "wharf",
     version,
     about = "An OCI registry and the client for it",
-    after_help = "Examples:\n  wharf serve                                  # registry on 127.0.0.1:5000, data in ./wharf-data\n  wharf serve --listen 127.0.0.1:6000 --data-dir /var/lib/wharf\n  wharf migrate --metadata-url postgres://wharf@db.internal/wharf"
+    after_help = MAIN_HELP
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const MAIN_HELP: &str = concat!(
+        "Examples:\n",
+        "  wharf serve                                  # registry on 127.0.0.1:5000, data in ./wharf-data\n",
+        "  wharf login registry.example.com -u alice --password-stdin < token.txt\n",
+        "  wharf push localhost:5000/team/config:v1 app.yaml\n",
+        "  wharf pull localhost:5000/team/config:v1 -o ./config\n",
+        "  wharf cp -r registry.example.com/app:v1 localhost:5000/app:v1\n",
+        "  wharf attach --artifact-type application/spdx+json localhost:5000/app:v1 sbom.json\n",
+        "  wharf discover localhost:5000/app:v1\n",
+        "\n",
+        "Exit codes:\n",
+        "  0  success\n",
+        "  1  failure (bad input, a registry error)\n",
+        "  2  usage error (unknown flag, missing argument)\n",
+        "  3  not found (manifest, blob, tag or repository)\n",
+        "  4  authentication or authorization refused\n",
+        "  5  content failed verification (digest or size mismatch)\n",
+    "  6  registry unreachable (connection, TLS or timeout)"
+);
 
 #[derive(Subcommand)]
 enum Command {
@@ -27,13 +48,59 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Bring the metadata database to this version's schema.
     Migrate(migrate::MigrateArgs),
+    /// Log in to a registry; credentials go to Docker's config.json.
+    Login(cli::LoginArgs),
+    /// Remove a registry's stored credentials.
+    Logout(cli::LogoutArgs),
+    /// Push files and directories as an artifact.
+    Push(cli::PushArgs),
+    /// Pull an artifact's files into a directory.
+    Pull(cli::PullArgs),
+    /// Attach an artifact (signature, SBOM, ...) to a manifest.
+    Attach(cli::AttachArgs),
+    /// List the artifacts attached to a manifest.
+    Discover(cli::DiscoverArgs),
+    /// Copy a manifest and its content between repositories or registries.
+    Cp(cli::CopyArgs),
+    /// Give a manifest more tags.
+    Tag(cli::TagArgs),
+    /// Print the digest a reference points to.
+    Resolve(cli::ResolveArgs),
+    /// Fetch, push or delete manifests.
+    #[command(subcommand)]
+    Manifest(cli::ManifestCommand),
+    /// Fetch, push or delete blobs.
+    #[command(subcommand)]
+    Blob(cli::BlobCommand),
+    /// List repositories and tags.
+    #[command(subcommand)]
+    Repo(cli::RepoCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let client = |f: Result<(), wharf_client::Error>| match f {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wharf: error: {}", cli::describe(&e));
+            ExitCode::from(cli::exit_code(&e))
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Login(a) => return client(cli::block_on(cli::login::login(a))),
+        Command::Logout(a) => return client(cli::block_on(cli::login::logout(a))),
+        Command::Push(a) => return client(cli::block_on(cli::artifact::push(a))),
+        Command::Pull(a) => return client(cli::block_on(cli::artifact::pull(a))),
+        Command::Attach(a) => return client(cli::block_on(cli::artifact::attach(a))),
+        Command::Discover(a) => return client(cli::block_on(cli::artifact::discover(a))),
+        Command::Cp(a) => return client(cli::block_on(cli::artifact::copy(a))),
+        Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
+        Command::Resolve(a) => return client(cli::block_on(cli::content::resolve(a))),
+        Command::Manifest(c) => return client(cli::block_on(cli::content::manifest(c))),
+        Command::Blob(c) => return client(cli::block_on(cli::content::blob(c))),
+        Command::Repo(c) => return client(cli::block_on(cli::content::repo(c))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

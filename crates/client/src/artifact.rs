@@ -1,0 +1,456 @@
+//! Artifacts as oras writes them: files become layers titled with their names
+//! (`org.opencontainers.image.title`), directories go up as tar+gzip marked for unpacking, the
+//! config is the empty descriptor unless one is given, and `artifactType` says what it is.
+//! Pulling restores the files by title, never outside the chosen directory.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use wharf_spec::media_type::{OCI_EMPTY, OCI_MANIFEST};
+use wharf_spec::{Descriptor, Digest, Manifest, ManifestKind};
+
+use crate::blobs::{BytesSource, FileSource, SharedProgress, Transfer};
+use crate::manifests::descriptor;
+use crate::{Client, Error, Reference, Result};
+
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// oras marks a layer that is a packed directory with these two.
+pub const ANNOTATION_UNPACK: &str = "io.deis.oras.content.unpack";
+pub const ANNOTATION_CONTENT_DIGEST: &str = "io.deis.oras.content.digest";
+/// oras's layer media type when a file names none.
+pub const DEFAULT_LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const DIRECTORY_LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// oras's artifact type when neither a type nor a config is given.
+pub const DEFAULT_ARTIFACT_TYPE: &str = "application/vnd.unknown.artifact.v1";
+
+/// One file (or directory) to push.
+#[derive(Debug, Clone)]
+pub struct PushFile {
+    pub path: PathBuf,
+    pub media_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What to push as one artifact manifest.
+#[derive(Debug, Clone, Default)]
+pub struct PushRequest {
+    pub files: Vec<PushFile>,
+    pub artifact_type: Option<String>,
+    /// A config file and its media type; the empty config when absent.
+    pub config: Option<(PathBuf, String)>,
+    pub config_annotations: BTreeMap<String, String>,
+    pub manifest_annotations: BTreeMap<String, String>,
+    /// The manifest this one refers to (`attach`).
+    pub subject: Option<Descriptor>,
+}
+
+/// An image manifest in the field order oras and the image-spec examples use.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactManifest {
+    schema_version: u32,
+    media_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<String>,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<Descriptor>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+/// The outcome of pushing or pulling: the manifest and what each blob did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArtifactResult {
+    pub reference: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub blobs: Vec<(Descriptor, Transfer)>,
+}
+
+/// The title a file gets: the path as given, without `./`, when relative and inside the
+/// working directory; else its last component.
+pub fn title_for(path: &Path) -> Result<String> {
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let inside = clean
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    let title = if inside && !clean.as_os_str().is_empty() {
+        clean
+    } else {
+        PathBuf::from(path.file_name().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: cannot name a file by this path",
+                path.display()
+            ))
+        })?)
+    };
+    title
+        .to_str()
+        .map(|s| s.to_string())
+        .ok_or_else(|| Error::Invalid(format!("{}: the file name is not UTF-8", path.display())))
+}
+
+/// Where a layer titled `title` goes under `dir`, refusing titles that would leave it.
+pub fn safe_join(dir: &Path, title: &str) -> Result<PathBuf> {
+    let p = Path::new(title);
+    let ok = !title.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "refusing to write {title:?}: the title must be a relative path inside the output directory"
+        )));
+    }
+    Ok(dir.join(p))
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Packs `dir` as a gzip-compressed tar (entries named `<dir name>/...`) into a temporary
+/// file; returns it and the digest of the uncompressed tar.
+fn pack_directory(dir: &Path, name: &str) -> Result<(tempfile::NamedTempFile, Digest)> {
+    struct HashWriter<W> {
+        inner: W,
+        hasher: wharf_spec::Hasher,
+    }
+    impl<W: std::io::Write> std::io::Write for HashWriter<W> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(b)?;
+            self.hasher.update(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| Error::file(dir, e))?;
+    let gz = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(tmp.reopen().map_err(|e| Error::file(dir, e))?),
+        flate2::Compression::default(),
+    );
+    let mut tar = tar::Builder::new(HashWriter {
+        inner: gz,
+        hasher: wharf_spec::Algorithm::Sha256.hasher(),
+    });
+    tar.follow_symlinks(false);
+    tar.append_dir_all(name, dir)
+        .map_err(|e| Error::file(dir, e))?;
+    let hw = tar.into_inner().map_err(|e| Error::file(dir, e))?;
+    let digest = hw.hasher.finish();
+    let mut buf = hw.inner.finish().map_err(|e| Error::file(dir, e))?;
+    std::io::Write::flush(&mut buf).map_err(|e| Error::file(dir, e))?;
+    Ok((tmp, digest))
+}
+
+/// Unpacks a tar+gzip blob into `dir`. Entries that would land outside it (absolute paths,
+/// `..`, links pointing out) are refused.
+fn unpack_directory(blob: &Path, dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(blob).map_err(|e| Error::file(blob, e))?;
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+    a.set_preserve_permissions(true);
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    for entry in a.entries().map_err(|e| Error::file(blob, e))? {
+        let mut entry = entry.map_err(|e| Error::file(blob, e))?;
+        let path = entry.path().map_err(|e| Error::file(blob, e))?.into_owned();
+        let escapes = |p: &Path| {
+            p.components().any(|c| {
+                matches!(
+                    c,
+                    Component::ParentDir | Component::RootDir | Component::Prefix(_)
+                )
+            })
+        };
+        if escapes(&path) {
+            return Err(Error::Invalid(format!(
+                "refusing archive entry {}: it leaves the output directory",
+                path.display()
+            )));
+        }
+        if let Some(target) = entry.link_name().map_err(|e| Error::file(blob, e))? {
+            if escapes(&target) {
+                return Err(Error::Invalid(format!(
+                    "refusing link {} -> {}: it points outside the output directory",
+                    path.display(),
+                    target.display()
+                )));
+            }
+        }
+        // unpack_in also refuses to write through a symlink that leads outside `dir`.
+        entry
+            .unpack_in(dir)
+            .map_err(|e| Error::file(dir.join(&path), e))?;
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Pushes files as one artifact and tags it with every tag in `tags` (the first goes
+    /// with the manifest, the others are added after). `r` needs a tag or nothing (then
+    /// `latest`), unless `subject` is set, when it may have none.
+    pub async fn push_artifact(
+        &self,
+        r: &Reference,
+        tags: &[String],
+        req: PushRequest,
+        progress: &SharedProgress,
+    ) -> Result<ArtifactResult> {
+        // Everything to upload, with the descriptor it gets in the manifest.
+        let mut packed = Vec::new(); // temporary files that must outlive the upload
+        let mut layers = Vec::new();
+        let mut sources: Vec<(Descriptor, PathBuf)> = Vec::new();
+        for f in &req.files {
+            let meta = std::fs::metadata(&f.path).map_err(|e| Error::file(&f.path, e))?;
+            let title = title_for(&f.path)?;
+            let mut annotations = f.annotations.clone();
+            annotations.insert(ANNOTATION_TITLE.into(), title.clone());
+            let (path, media_type) = if meta.is_dir() {
+                let (tmp, tar_digest) = pack_directory(&f.path, &title)?;
+                annotations.insert(ANNOTATION_UNPACK.into(), "true".into());
+                annotations.insert(ANNOTATION_CONTENT_DIGEST.into(), tar_digest.to_string());
+                let p = tmp.path().to_path_buf();
+                packed.push(tmp);
+                (
+                    p,
+                    f.media_type
+                        .clone()
+                        .unwrap_or_else(|| DIRECTORY_LAYER_TYPE.into()),
+                )
+            } else {
+                (
+                    f.path.clone(),
+                    f.media_type
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_LAYER_TYPE.into()),
+                )
+            };
+            let (digest, size) = hash_file(&path).await?;
+            let mut d = descriptor(media_type, digest, size);
+            d.annotations = Some(annotations);
+            layers.push(d.clone());
+            sources.push((d, path));
+        }
+        let (config, config_source) = match &req.config {
+            Some((path, mt)) => {
+                let (digest, size) = hash_file(path).await?;
+                (descriptor(mt.clone(), digest, size), Some(path.clone()))
+            }
+            None => (
+                descriptor(OCI_EMPTY.into(), Digest::sha256_of(b"{}"), 2),
+                None,
+            ),
+        };
+        let mut config = config;
+        if !req.config_annotations.is_empty() {
+            config.annotations = Some(req.config_annotations.clone());
+        }
+        let artifact_type = req
+            .artifact_type
+            .clone()
+            .or_else(|| (req.config.is_none()).then(|| DEFAULT_ARTIFACT_TYPE.to_string()));
+        let mut annotations = req.manifest_annotations.clone();
+        annotations
+            .entry(ANNOTATION_CREATED.into())
+            .or_insert_with(now_rfc3339);
+        let manifest = ArtifactManifest {
+            schema_version: 2,
+            media_type: OCI_MANIFEST,
+            artifact_type,
+            config: config.clone(),
+            layers,
+            subject: req.subject.clone(),
+            annotations,
+        };
+
+        // Blobs first, concurrently; then the manifest that points at them.
+        let mut uploads: Vec<(Descriptor, Option<PathBuf>)> =
+            sources.into_iter().map(|(d, p)| (d, Some(p))).collect();
+        uploads.push((config.clone(), config_source));
+        let blobs: Vec<(Descriptor, Transfer)> = futures_util::stream::iter(uploads)
+            .map(|(d, path)| async move {
+                let t = match path {
+                    Some(p) => self.push_blob(r, &d, &FileSource(p), progress).await?,
+                    None => {
+                        self.push_blob(r, &d, &BytesSource(Bytes::from_static(b"{}")), progress)
+                            .await?
+                    }
+                };
+                Ok::<_, Error>((d, t))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        drop(packed);
+
+        let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+        let first = match tags.first() {
+            Some(t) => r.with_tag(t)?,
+            None if req.subject.is_some() => r.with_digest(Digest::sha256_of(&bytes)),
+            None => r.with_tag("latest")?,
+        };
+        let digest = if req.subject.is_some() {
+            self.put_referrer(&first, OCI_MANIFEST, bytes.clone())
+                .await?
+        } else {
+            self.put_manifest(&first, OCI_MANIFEST, bytes.clone())
+                .await?
+        };
+        for t in tags.iter().skip(1) {
+            self.put_manifest(&r.with_tag(t)?, OCI_MANIFEST, bytes.clone())
+                .await?;
+        }
+        Ok(ArtifactResult {
+            reference: first.to_string(),
+            digest,
+            media_type: OCI_MANIFEST.into(),
+            size: bytes.len() as u64,
+            blobs,
+        })
+    }
+
+    /// Pulls an artifact's titled layers into `dir`, verifying every digest; directories
+    /// packed by push are unpacked. Layers without a title are skipped, as oras does.
+    pub async fn pull_artifact(
+        &self,
+        r: &Reference,
+        dir: &Path,
+        progress: &SharedProgress,
+    ) -> Result<ArtifactResult> {
+        let (desc, bytes) = self.manifest(r).await?;
+        let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
+        if m.kind == ManifestKind::Index {
+            return Err(Error::Invalid(format!(
+                "{r} is an index of {} manifests; pull one of them by digest",
+                m.manifests.len()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+        let mut wanted = Vec::new();
+        for l in &m.layers {
+            let Some(title) = l.annotations.as_ref().and_then(|a| a.get(ANNOTATION_TITLE)) else {
+                continue;
+            };
+            let dest = safe_join(dir, title)?;
+            let unpack = l
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_UNPACK))
+                .is_some_and(|v| v == "true");
+            wanted.push((l.clone(), dest, unpack));
+        }
+        let blobs = futures_util::stream::iter(wanted)
+            .map(|(l, dest, unpack)| async move {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+                }
+                if unpack {
+                    let tmp =
+                        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::file(dir, e))?;
+                    let tmp_path = tmp.into_temp_path();
+                    self.fetch_blob(r, &l, &tmp_path, progress).await?;
+                    let (blob, into) = (tmp_path.to_path_buf(), dir.to_path_buf());
+                    tokio::task::spawn_blocking(move || unpack_directory(&blob, &into))
+                        .await
+                        .map_err(|e| Error::Invalid(format!("unpacking: {e}")))??;
+                } else {
+                    self.fetch_blob(r, &l, &dest, progress).await?;
+                }
+                Ok::<_, Error>((l, Transfer::Downloaded))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        Ok(ArtifactResult {
+            reference: r.to_string(),
+            digest: desc.digest,
+            media_type: desc.media_type,
+            size: desc.size,
+            blobs,
+        })
+    }
+}
+
+/// The sha256 digest and size of a file, read in a blocking thread.
+pub async fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p).map_err(|e| Error::file(&p, e))?;
+        let mut h = wharf_spec::Algorithm::Sha256.hasher();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::file(&p, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let size = h.len();
+        Ok((h.finish(), size))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("hashing: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles() {
+        assert_eq!(title_for(Path::new("./a/b.txt")).unwrap(), "a/b.txt");
+        assert_eq!(title_for(Path::new("/tmp/x.bin")).unwrap(), "x.bin");
+        assert_eq!(title_for(Path::new("../up.txt")).unwrap(), "up.txt");
+    }
+
+    #[test]
+    fn joins_stay_inside() {
+        let d = Path::new("/out");
+        assert_eq!(safe_join(d, "a/b").unwrap(), Path::new("/out/a/b"));
+        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+            assert!(safe_join(d, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn directories_round_trip_and_escapes_are_refused() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("d/sub")).unwrap();
+        std::fs::write(src.path().join("d/sub/f.txt"), b"hello").unwrap();
+        let (tmp, _) = pack_directory(&src.path().join("d"), "d").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        unpack_directory(tmp.path(), out.path()).unwrap();
+        assert_eq!(
+            std::fs::read(out.path().join("d/sub/f.txt")).unwrap(),
+            b"hello"
+        );
+
+        // An archive with a link out of the directory is refused.
+        let evil = tempfile::NamedTempFile::new().unwrap();
+        {
+            let gz =
+                flate2::write::GzEncoder::new(evil.reopen().unwrap(), flate2::Compression::fast());
+            let mut b = tar::Builder::new(gz);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, "d/link", "../../etc").unwrap();
+            b.into_inner().unwrap().finish().unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_directory(evil.path(), out.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside"), "{e}");
+    }
+}

@@ -1,0 +1,584 @@
+//! Blob transfer: existence checks, streamed downloads verified while written, uploads in one
+//! request or in chunks that resume from the server's `Range` after a dropped connection, and
+//! cross-repository mounts.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use wharf_spec::{Descriptor, Digest};
+
+use crate::auth::repository_scope;
+use crate::client::{check, Body};
+use crate::{Client, Error, Reference, Result};
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Where an upload's bytes come from. It must be able to start again at any offset, which is
+/// what lets an interrupted upload resume instead of starting over.
+#[async_trait]
+pub trait BlobSource: Send + Sync {
+    /// Exactly `len` bytes starting at `offset`.
+    async fn open(&self, offset: u64, len: u64) -> Result<ByteStream>;
+}
+
+/// A blob in a local file.
+pub struct FileSource(pub PathBuf);
+
+#[async_trait]
+impl BlobSource for FileSource {
+    async fn open(&self, offset: u64, len: u64) -> Result<ByteStream> {
+        let mut f = tokio::fs::File::open(&self.0)
+            .await
+            .map_err(|e| Error::file(&self.0, e))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| Error::file(&self.0, e))?;
+        let path = self.0.clone();
+        let s = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10)
+            .map_err(move |e| Error::file(&path, e));
+        Ok(Box::pin(s))
+    }
+}
+
+/// A blob already in memory (configs, manifests' small companions).
+pub struct BytesSource(pub Bytes);
+
+#[async_trait]
+impl BlobSource for BytesSource {
+    async fn open(&self, offset: u64, len: u64) -> Result<ByteStream> {
+        let b = self.0.slice(offset as usize..(offset + len) as usize);
+        Ok(Box::pin(futures_util::stream::once(async move { Ok(b) })))
+    }
+}
+
+/// A blob on another registry (or repository), read with ranged GETs.
+pub struct RegistrySource<'a> {
+    pub client: &'a Client,
+    pub from: Reference,
+    pub digest: Digest,
+}
+
+#[async_trait]
+impl BlobSource for RegistrySource<'_> {
+    async fn open(&self, offset: u64, len: u64) -> Result<ByteStream> {
+        self.client
+            .blob_range(&self.from, &self.digest, offset, len)
+            .await
+    }
+}
+
+/// What happened to a blob on its way up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transfer {
+    /// The registry had it already.
+    Exists,
+    /// Mounted from another repository of the same registry: no bytes moved.
+    Mounted,
+    Uploaded,
+    Downloaded,
+}
+
+/// Progress callbacks; the CLI draws bars from them. All default to doing nothing.
+pub trait Progress: Send + Sync {
+    fn start(&self, _d: &Descriptor) {}
+    /// `n` more bytes of `d` moved.
+    fn advance(&self, _d: &Descriptor, _n: u64) {}
+    /// The transfer of `d` restarted at `at` (a resumed upload or download).
+    fn rewind(&self, _d: &Descriptor, _at: u64) {}
+    fn finish(&self, _d: &Descriptor, _t: Transfer) {}
+}
+
+/// Progress that is not shown.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Progress shared between a transfer and the streams it creates.
+pub type SharedProgress = Arc<dyn Progress>;
+
+fn counted(s: ByteStream, d: Descriptor, p: &SharedProgress) -> ByteStream {
+    let p = p.clone();
+    Box::pin(s.inspect_ok(move |b| p.advance(&d, b.len() as u64)))
+}
+
+impl Client {
+    fn blob_url(&self, r: &Reference, d: &Digest) -> String {
+        format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository)
+    }
+
+    /// The size of the blob if the repository has it.
+    pub async fn blob_exists(&self, r: &Reference, d: &Digest) -> Result<Option<u64>> {
+        let url = self.blob_url(r, d);
+        let scope = [repository_scope(&r.repository, false)];
+        let resp = self
+            .send(r, Method::HEAD, &url, &scope, HeaderMap::new(), Body::Empty)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = check(resp, "HEAD", &url).await?;
+        Ok(resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// `len` bytes of a blob from `offset` (the whole blob when `offset` is 0 and `len` is
+    /// its size), streamed.
+    pub async fn blob_range(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream> {
+        let url = self.blob_url(r, d);
+        let scope = [repository_scope(&r.repository, false)];
+        let mut h = HeaderMap::new();
+        if offset > 0 || len != u64::MAX {
+            let end = offset.saturating_add(len).saturating_sub(1);
+            h.insert(
+                RANGE,
+                HeaderValue::from_str(&format!("bytes={offset}-{end}")).expect("ascii"),
+            );
+        }
+        let resp = self
+            .send(r, Method::GET, &url, &scope, h, Body::Empty)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(format!("{}@{d}", r.name())));
+        }
+        let resp = check(resp, "GET", &url).await?;
+        let ranged = resp.status() == StatusCode::PARTIAL_CONTENT;
+        let url2 = url.clone();
+        let mut s: ByteStream =
+            Box::pin(resp.bytes_stream().map_err(move |source| Error::Transport {
+                url: url2.clone(),
+                source,
+            }));
+        if !ranged && offset > 0 {
+            // The server ignored Range: skip to the offset ourselves.
+            s = Box::pin(skip_bytes(s, offset));
+        }
+        if len != u64::MAX {
+            s = Box::pin(take_bytes(s, len));
+        }
+        Ok(s)
+    }
+
+    /// Downloads a blob into `dest`, hashing as it writes; resumes with a ranged GET after a
+    /// dropped connection. `dest` appears only once its digest and size are verified.
+    pub async fn fetch_blob(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        dest: &Path,
+        progress: &SharedProgress,
+    ) -> Result<()> {
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::file(dir, e))?;
+        let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::file(dir, e))?);
+        let mut hasher = d.digest.algorithm().hasher();
+        let mut at = 0u64;
+        let mut attempts = 0;
+        progress.start(d);
+        loop {
+            let result = async {
+                let mut s = self.blob_range(r, &d.digest, at, u64::MAX).await?;
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    if at + chunk.len() as u64 > d.size {
+                        return Err(Error::SizeMismatch {
+                            digest: d.digest.clone(),
+                            expected: d.size,
+                            actual: at + chunk.len() as u64,
+                        });
+                    }
+                    hasher.update(&chunk);
+                    file.write_all(&chunk)
+                        .await
+                        .map_err(|e| Error::file(dest, e))?;
+                    at += chunk.len() as u64;
+                    progress.advance(d, chunk.len() as u64);
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && attempts < self.opts.retries => {
+                    attempts += 1;
+                    tracing::debug!("{}: {e}; resuming at {at}", d.digest);
+                    tokio::time::sleep(self.opts.backoff * 2u32.pow(attempts)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        file.flush().await.map_err(|e| Error::file(dest, e))?;
+        if at != d.size {
+            return Err(Error::SizeMismatch {
+                digest: d.digest.clone(),
+                expected: d.size,
+                actual: at,
+            });
+        }
+        let actual = hasher.finish();
+        if actual != d.digest {
+            return Err(Error::DigestMismatch {
+                expected: d.digest.clone(),
+                actual,
+            });
+        }
+        // Temporary files are private; the result gets the usual permissions of a new file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = tmp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        tmp.persist(dest).map_err(|e| Error::file(dest, e.error))?;
+        progress.finish(d, Transfer::Downloaded);
+        Ok(())
+    }
+
+    /// A small blob (a config, a manifest's companion) read whole, verified.
+    pub async fn fetch_blob_bytes(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        limit: usize,
+    ) -> Result<Bytes> {
+        if d.size > limit as u64 {
+            return Err(Error::Invalid(format!(
+                "{}: {} bytes is more than {limit} to read into memory",
+                d.digest, d.size
+            )));
+        }
+        let mut s = self.blob_range(r, &d.digest, 0, u64::MAX).await?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(c) = s.next().await {
+            let c = c?;
+            if out.len() + c.len() > limit {
+                return Err(Error::SizeMismatch {
+                    digest: d.digest.clone(),
+                    expected: d.size,
+                    actual: (out.len() + c.len()) as u64,
+                });
+            }
+            out.extend_from_slice(&c);
+        }
+        let actual = Digest::of(d.digest.algorithm(), &out);
+        if actual != d.digest {
+            return Err(Error::DigestMismatch {
+                expected: d.digest.clone(),
+                actual,
+            });
+        }
+        Ok(out.freeze())
+    }
+
+    /// Mounts `d` from repository `from` of the same registry. Returns whether the registry
+    /// mounted it; when it did not, nothing was created.
+    pub async fn mount_blob(&self, r: &Reference, d: &Digest, from: &str) -> Result<bool> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={d}&from={from}",
+            self.base_url(r),
+            r.repository
+        );
+        let scope = [
+            repository_scope(&r.repository, true),
+            repository_scope(from, false),
+        ];
+        let resp = self
+            .send(r, Method::POST, &url, &scope, HeaderMap::new(), Body::Empty)
+            .await?;
+        let resp = check(resp, "POST", &url).await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // The registry opened an ordinary session instead; close it so nothing lingers.
+        if let Some(loc) = location(self, r, &resp) {
+            let _ = self
+                .send(
+                    r,
+                    Method::DELETE,
+                    &loc,
+                    &scope,
+                    HeaderMap::new(),
+                    Body::Empty,
+                )
+                .await;
+        }
+        Ok(false)
+    }
+
+    pub async fn delete_blob(&self, r: &Reference, d: &Digest) -> Result<()> {
+        let url = self.blob_url(r, d);
+        self.delete_url(r, &url, format!("{}@{d}", r.name())).await
+    }
+
+    /// Uploads a blob unless the repository has it. Small blobs go in one request; large
+    /// ones in `chunk_size` PATCHes, and a chunk cut short resumes from the server's `Range`.
+    pub async fn push_blob(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        source: &dyn BlobSource,
+        progress: &SharedProgress,
+    ) -> Result<Transfer> {
+        if self.blob_exists(r, &d.digest).await?.is_some() {
+            progress.finish(d, Transfer::Exists);
+            return Ok(Transfer::Exists);
+        }
+        self.upload_blob(r, d, source, progress).await
+    }
+
+    /// Uploads a blob without first asking whether the repository has it.
+    pub(crate) async fn upload_blob(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        source: &dyn BlobSource,
+        progress: &SharedProgress,
+    ) -> Result<Transfer> {
+        progress.start(d);
+        let mut attempts = 0;
+        loop {
+            match self.upload(r, d, source, progress).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && attempts < self.opts.retries => {
+                    attempts += 1;
+                    tracing::debug!("{}: {e}; starting a new upload", d.digest);
+                    progress.rewind(d, 0);
+                    tokio::time::sleep(self.opts.backoff * 2u32.pow(attempts)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        progress.finish(d, Transfer::Uploaded);
+        Ok(Transfer::Uploaded)
+    }
+
+    async fn start_upload(&self, r: &Reference) -> Result<String> {
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base_url(r), r.repository);
+        let scope = [repository_scope(&r.repository, true)];
+        let resp = self
+            .send(r, Method::POST, &url, &scope, HeaderMap::new(), Body::Empty)
+            .await?;
+        let resp = check(resp, "POST", &url).await?;
+        location(self, r, &resp).ok_or_else(|| Error::Protocol(format!("POST {url}: no Location")))
+    }
+
+    async fn upload(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        source: &dyn BlobSource,
+        progress: &SharedProgress,
+    ) -> Result<()> {
+        let scope = [repository_scope(&r.repository, true)];
+        let mut loc = self.start_upload(r).await?;
+        if d.size <= self.opts.monolithic_limit.min(self.opts.chunk_size) {
+            let body = counted(source.open(0, d.size).await?, d.clone(), progress);
+            return self.close_upload(r, &loc, d, Some((body, d.size))).await;
+        }
+        let mut at = 0u64;
+        let mut resumes = 0;
+        while at < d.size {
+            let len = self.opts.chunk_size.min(d.size - at);
+            let body = counted(source.open(at, len).await?, d.clone(), progress);
+            let mut h = HeaderMap::new();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(
+                "content-range",
+                HeaderValue::from_str(&format!("{at}-{}", at + len - 1)).expect("ascii"),
+            );
+            let sent = self
+                .send(
+                    r,
+                    Method::PATCH,
+                    &loc,
+                    &scope,
+                    h,
+                    Body::Stream(reqwest::Body::wrap_stream(body)),
+                )
+                .await;
+            let outcome = match sent {
+                Ok(resp) => check(resp, "PATCH", &loc).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(resp) => {
+                    loc = location(self, r, &resp).unwrap_or(loc);
+                    at = range_end(&resp).map_or(at + len, |e| e + 1);
+                }
+                Err(e)
+                    if (e.is_transient() || e.status() == Some(416))
+                        && resumes < self.opts.retries + 2 =>
+                {
+                    // Ask the session how far it got and go on from there.
+                    resumes += 1;
+                    tokio::time::sleep(self.opts.backoff * 2u32.pow(resumes)).await;
+                    let status = match self
+                        .send(r, Method::GET, &loc, &scope, HeaderMap::new(), Body::Empty)
+                        .await
+                    {
+                        Ok(resp) => check(resp, "GET", &loc).await,
+                        Err(e) => Err(e),
+                    };
+                    match status {
+                        Ok(resp) => {
+                            at = range_end(&resp).map_or(0, |e| e + 1);
+                            loc = location(self, r, &resp).unwrap_or(loc);
+                        }
+                        Err(status_err) => {
+                            // Some registries (Distribution 2.8) invalidate a session whose
+                            // chunk was cut short: start a new one.
+                            tracing::debug!("{}: {status_err}; starting a new session", d.digest);
+                            loc = self.start_upload(r).await?;
+                            at = 0;
+                        }
+                    }
+                    tracing::debug!("{}: {e}; resuming at {at}", d.digest);
+                    progress.rewind(d, at);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.close_upload(r, &loc, d, None).await
+    }
+
+    async fn close_upload(
+        &self,
+        r: &Reference,
+        loc: &str,
+        d: &Descriptor,
+        body: Option<(ByteStream, u64)>,
+    ) -> Result<()> {
+        let scope = [repository_scope(&r.repository, true)];
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let url = format!("{loc}{sep}digest={}", d.digest);
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let body = match body {
+            Some((s, len)) => {
+                h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                Body::Stream(reqwest::Body::wrap_stream(s))
+            }
+            None => {
+                h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+                Body::Empty
+            }
+        };
+        let resp = self.send(r, Method::PUT, &url, &scope, h, body).await?;
+        check(resp, "PUT", &url).await.map(drop)
+    }
+}
+
+/// The upload's `Location`, absolute.
+fn location(c: &Client, r: &Reference, resp: &reqwest::Response) -> Option<String> {
+    let l = resp.headers().get(LOCATION)?.to_str().ok()?;
+    Some(if l.starts_with("http://") || l.starts_with("https://") {
+        l.to_string()
+    } else {
+        format!("{}{l}", c.base_url(r))
+    })
+}
+
+/// The last byte an upload session holds, from its `Range: 0-<end>` header.
+fn range_end(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp.headers().get(RANGE)?.to_str().ok()?;
+    let v = v.strip_prefix("bytes=").unwrap_or(v);
+    v.split_once('-')?.1.parse().ok()
+}
+
+fn skip_bytes(s: ByteStream, mut skip: u64) -> impl Stream<Item = Result<Bytes>> + Send {
+    s.try_filter_map(move |mut b| {
+        let n = skip.min(b.len() as u64) as usize;
+        skip -= n as u64;
+        let rest = b.split_off(n);
+        async move { Ok((!rest.is_empty()).then_some(rest)) }
+    })
+}
+
+fn take_bytes(s: ByteStream, len: u64) -> impl Stream<Item = Result<Bytes>> + Send {
+    s.scan(len, |left, item| {
+        let out = match item {
+            Err(e) => Some(Err(e)),
+            Ok(_) if *left == 0 => None,
+            Ok(mut b) => {
+                let n = (*left).min(b.len() as u64);
+                *left -= n;
+                b.truncate(n as usize);
+                Some(Ok(b))
+            }
+        };
+        futures_util::future::ready(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        let v: Vec<Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures_util::stream::iter(v))
+    }
+
+    async fn collect(s: impl Stream<Item = Result<Bytes>>) -> Vec<u8> {
+        s.try_fold(Vec::new(), |mut v, b| async move {
+            v.extend_from_slice(&b);
+            Ok(v)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn skip_and_take_across_chunks() {
+        assert_eq!(
+            collect(skip_bytes(chunks(&[b"abc", b"defg", b"h"]), 5)).await,
+            b"fgh"
+        );
+        assert_eq!(
+            collect(take_bytes(chunks(&[b"abc", b"defg", b"h"]), 5)).await,
+            b"abcde"
+        );
+        assert_eq!(collect(take_bytes(chunks(&[b"abc"]), 0)).await, b"");
+        let both = take_bytes(
+            Box::pin(skip_bytes(chunks(&[b"0123", b"4567", b"89"]), 3)),
+            4,
+        );
+        assert_eq!(collect(both).await, b"3456");
+    }
+
+    #[tokio::test]
+    async fn file_source_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let src = FileSource(p);
+        assert_eq!(collect(src.open(2, 5).await.unwrap()).await, b"23456");
+        assert_eq!(collect(src.open(0, 10).await.unwrap()).await, b"0123456789");
+    }
+}

@@ -1,0 +1,396 @@
+//! [`Client`]: one HTTP connection pool for every registry, with the auth flow (basic, or
+//! bearer tokens per scope) and retries with backoff for idempotent requests. The operations
+//! themselves live in the modules beside this one, as more `impl Client` blocks.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+
+use crate::auth::{parse_challenge, Challenge, TokenCache, TokenResponse};
+use crate::credentials::{Credential, DockerConfig};
+use crate::{Error, Reference, Result};
+
+/// How the client talks to registries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Plain HTTP for every registry (loopback registries use it anyway).
+    pub plain_http: bool,
+    /// Accept TLS certificates that do not verify (self-signed test registries).
+    pub insecure: bool,
+    /// Extra attempts for an idempotent request after a network error, 429 or 5xx.
+    pub retries: u32,
+    /// First pause between attempts; doubled each time.
+    pub backoff: Duration,
+    /// Size of the PATCH requests a large blob is uploaded in; a dropped one resumes from the
+    /// server's `Range`.
+    pub chunk_size: u64,
+    /// Blobs this size or smaller go up in one request.
+    pub monolithic_limit: u64,
+    /// Blobs moved at once.
+    pub concurrency: usize,
+    /// Docker's `config.json`; `None` reads no stored credentials.
+    pub docker_config: Option<PathBuf>,
+    /// Credentials given directly, by registry, ahead of the stored ones.
+    pub credentials: HashMap<String, Credential>,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            plain_http: false,
+            insecure: false,
+            retries: 3,
+            backoff: Duration::from_millis(250),
+            chunk_size: 64 << 20,
+            monolithic_limit: 8 << 20,
+            concurrency: 4,
+            docker_config: DockerConfig::default_path(),
+            credentials: HashMap::new(),
+            user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A request body: bytes can be sent again (after a 401 or a retry); a stream only once.
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    Stream(reqwest::Body),
+}
+
+impl Body {
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream(_))
+    }
+}
+
+/// A registry client; cheap to share behind an `Arc`, safe to use from many tasks.
+pub struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) opts: ClientOptions,
+    tokens: TokenCache,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    credentials: Mutex<HashMap<String, Option<Credential>>>,
+}
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(&opts.user_agent)
+            .tls_danger_accept_invalid_certs(opts.insecure)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .tcp_nodelay(true)
+            // Redirects (presigned blob URLs) must not carry our Authorization header
+            // elsewhere; reqwest drops it on a cross-host redirect.
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            opts,
+            tokens: TokenCache::default(),
+            challenges: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// `http(s)://host` of the registry's API.
+    pub fn base_url(&self, r: &Reference) -> String {
+        let scheme = if self.opts.plain_http || r.is_localhost() {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", r.api_host())
+    }
+
+    /// The credential for `registry`: given directly, else from Docker's config (looked up
+    /// once per run, since helpers are processes).
+    pub fn credential(&self, registry: &str) -> Result<Option<Credential>> {
+        if let Some(c) = self.opts.credentials.get(registry) {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(c) = self.credentials.lock().expect("lock").get(registry) {
+            return Ok(c.clone());
+        }
+        let found = match &self.opts.docker_config {
+            Some(p) => DockerConfig::load(p)?.get(registry)?,
+            None => None,
+        };
+        self.credentials
+            .lock()
+            .expect("lock")
+            .insert(registry.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Checks that the registry answers and that the credentials (if any) are accepted:
+    /// `GET /v2/`, authenticating as it asks.
+    pub async fn ping(&self, r: &Reference) -> Result<()> {
+        let url = format!("{}/v2/", self.base_url(r));
+        let resp = self
+            .send(r, Method::GET, &url, &[], HeaderMap::new(), Body::Empty)
+            .await?;
+        check(resp, "GET", &url).await.map(drop)
+    }
+
+    async fn token(
+        &self,
+        r: &Reference,
+        challenge: &Challenge,
+        scopes: &[String],
+    ) -> Result<Option<String>> {
+        let Challenge::Bearer { realm, service, .. } = challenge else {
+            return Ok(None);
+        };
+        let key = scopes.join(" ");
+        if let Some(t) = self.tokens.get(&r.registry, &key) {
+            return Ok(Some(t));
+        }
+        let mut url = url::Url::parse(realm).map_err(|_| {
+            Error::Auth(format!(
+                "{}: token realm {realm:?} is not a URL",
+                r.registry
+            ))
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self.http.get(url.clone());
+        let cred = self.credential(&r.registry)?;
+        if let Some(c) = &cred {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req.send().await.map_err(|source| Error::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(match cred {
+                Some(c) => Error::Auth(format!(
+                    "{}: the token service refused user {:?}",
+                    r.registry, c.username
+                )),
+                None => Error::Unauthorized(r.registry.clone()),
+            });
+        }
+        let resp = check(resp, "GET", url.as_str()).await?;
+        let body: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| Error::Auth(format!("{}: token service answer: {e}", r.registry)))?;
+        let token = body
+            .token
+            .or(body.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::Auth(format!("{}: the token service sent no token", r.registry))
+            })?;
+        self.tokens
+            .put(&r.registry, &key, token.clone(), body.expires_in);
+        Ok(Some(token))
+    }
+
+    /// The Authorization header for a request, when the registry is known to want one.
+    async fn authorization(&self, r: &Reference, scopes: &[String]) -> Result<Option<HeaderValue>> {
+        let challenge = self
+            .challenges
+            .lock()
+            .expect("lock")
+            .get(&r.registry)
+            .cloned();
+        let value = match challenge {
+            None => return Ok(None),
+            Some(Challenge::Basic) => match self.credential(&r.registry)? {
+                Some(c) => format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{}:{}", c.username, c.password))
+                ),
+                None => return Ok(None),
+            },
+            Some(c @ Challenge::Bearer { .. }) => match self.token(r, &c, scopes).await? {
+                Some(t) => format!("Bearer {t}"),
+                None => return Ok(None),
+            },
+        };
+        Ok(HeaderValue::from_str(&value).ok())
+    }
+
+    /// Sends one request with authentication, answering a 401 challenge once, and retrying
+    /// idempotent requests on transient failures. Returns whatever status came back last.
+    pub(crate) async fn send(
+        &self,
+        r: &Reference,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response> {
+        // A one-shot body cannot be sent twice, so learn the auth scheme first.
+        if !body.replayable()
+            && !self
+                .challenges
+                .lock()
+                .expect("lock")
+                .contains_key(&r.registry)
+        {
+            self.learn_challenge(r).await?;
+        }
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        ) && body.replayable();
+        let mut body = Some(body);
+        let mut answered_challenge = false;
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            if let Some(auth) = self.authorization(r, scopes).await? {
+                req = req.header(AUTHORIZATION, auth);
+            }
+            let this_body = match body.take().expect("body present") {
+                Body::Empty => {
+                    body = Some(Body::Empty);
+                    None
+                }
+                Body::Bytes(b) => {
+                    body = Some(Body::Bytes(b.clone()));
+                    Some(reqwest::Body::from(b))
+                }
+                Body::Stream(s) => Some(s),
+            };
+            if let Some(b) = this_body {
+                req = req.body(b);
+            }
+            let result = req.send().await;
+            let retry_in = self.opts.backoff * 2u32.saturating_pow(attempt);
+            match result {
+                Err(source) => {
+                    if idempotent && attempt < self.opts.retries {
+                        tracing::debug!("{method} {url}: {source}; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(retry_in).await;
+                        continue;
+                    }
+                    return Err(Error::Transport {
+                        url: url.to_string(),
+                        source,
+                    });
+                }
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                    let challenge = resp
+                        .headers()
+                        .get_all(WWW_AUTHENTICATE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .filter_map(parse_challenge)
+                        .next();
+                    let Some(challenge) = challenge else {
+                        return Err(Error::Unauthorized(r.registry.clone()));
+                    };
+                    let known = self
+                        .challenges
+                        .lock()
+                        .expect("lock")
+                        .insert(r.registry.clone(), challenge.clone());
+                    let can_answer = match &challenge {
+                        Challenge::Basic => self.credential(&r.registry)?.is_some(),
+                        Challenge::Bearer { .. } => true,
+                    };
+                    if answered_challenge && known.is_some() || !can_answer || body.is_none() {
+                        return Err(Error::Unauthorized(r.registry.clone()));
+                    }
+                    answered_challenge = true;
+                }
+                Ok(resp)
+                    if idempotent
+                        && attempt < self.opts.retries
+                        && (resp.status().is_server_error()
+                            || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
+                    tracing::debug!("{method} {url}: {}; retrying", resp.status());
+                    attempt += 1;
+                    tokio::time::sleep(retry_in).await;
+                }
+                Ok(resp) => return Ok(resp),
+            }
+        }
+    }
+
+    async fn learn_challenge(&self, r: &Reference) -> Result<()> {
+        let url = format!("{}/v2/", self.base_url(r));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| Error::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            if let Some(c) = resp
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(parse_challenge)
+            {
+                self.challenges
+                    .lock()
+                    .expect("lock")
+                    .insert(r.registry.clone(), c);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns an error status into [`Error::Registry`], reading the spec's JSON error body.
+pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Response> {
+    let status = resp.status();
+    if status.is_success() || status.is_redirection() {
+        return Ok(resp);
+    }
+    let body = resp.bytes().await.unwrap_or_default();
+    let first = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("errors")?.get(0).cloned());
+    let field = |k: &str| {
+        first
+            .as_ref()
+            .and_then(|e| e.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    Err(Error::Registry {
+        method: method.to_string(),
+        url: url.to_string(),
+        status: status.as_u16(),
+        code: field("code"),
+        message: field("message"),
+    })
+}

@@ -1,0 +1,340 @@
+//! `tag`, `resolve`, `manifest`, `blob` and `repo`: the registry's content, one object at a time.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use wharf_client::manifests::descriptor;
+use wharf_client::{Error, FileSource, Reference};
+
+use super::output::emit;
+use super::{progress, ClientArgs};
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf tag localhost:5000/app:v1.2.3 v1.2 v1 latest
+  wharf tag localhost:5000/app@sha256:4f3c... stable")]
+pub struct TagArgs {
+    /// The manifest to tag: REGISTRY/REPOSITORY:TAG or @DIGEST.
+    pub reference: String,
+    /// New tags in the same repository.
+    #[arg(required = true)]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf resolve localhost:5000/app:v1
+  wharf resolve --format json registry.example.com/app:latest")]
+pub struct ResolveArgs {
+    /// The manifest to resolve to a digest.
+    pub reference: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManifestCommand {
+    /// Print a manifest (or write it to a file), byte for byte.
+    #[command(after_help = "Examples:
+  wharf manifest fetch localhost:5000/app:v1
+  wharf manifest fetch --descriptor localhost:5000/app:v1
+  wharf manifest fetch localhost:5000/app:v1 -o manifest.json")]
+    Fetch {
+        reference: String,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print the manifest's descriptor instead of its content.
+        #[arg(long)]
+        descriptor: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put a manifest from a file ('-' for standard input) under a tag or digest.
+    #[command(after_help = "Examples:
+  wharf manifest push localhost:5000/app:v1 manifest.json
+  cat index.json | wharf manifest push --media-type application/vnd.oci.image.index.v1+json localhost:5000/app:multi -")]
+    Push {
+        reference: String,
+        file: PathBuf,
+        /// The manifest's media type [default: its mediaType field].
+        #[arg(long)]
+        media_type: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a manifest (a tag is resolved to its digest first).
+    #[command(after_help = "Examples:
+  wharf manifest delete localhost:5000/app:old
+  wharf manifest delete localhost:5000/app@sha256:4f3c...")]
+    Delete {
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlobCommand {
+    /// Download a blob, verified against its digest.
+    #[command(after_help = "Examples:
+  wharf blob fetch localhost:5000/app@sha256:4f3c... -o layer.tar.gz
+  wharf blob fetch localhost:5000/app@sha256:4f3c... -o - | tar tz")]
+    Fetch {
+        /// REGISTRY/REPOSITORY@DIGEST.
+        reference: String,
+        /// Output file, or '-' for standard output.
+        #[arg(short, long, required = true)]
+        output: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload a file as a blob; prints its digest.
+    #[command(after_help = "Examples:
+  wharf blob push localhost:5000/app data.bin")]
+    Push {
+        /// REGISTRY/REPOSITORY.
+        reference: String,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a blob.
+    #[command(after_help = "Examples:
+  wharf blob delete localhost:5000/app@sha256:4f3c...")]
+    Delete {
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// List a registry's repositories.
+    #[command(after_help = "Examples:
+  wharf repo ls localhost:5000")]
+    Ls {
+        /// Registry host[:port].
+        registry: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a repository's tags.
+    #[command(after_help = "Examples:
+  wharf repo tags localhost:5000/app")]
+    Tags {
+        reference: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn needs_digest(r: &Reference) -> Result<wharf_spec::Digest, Error> {
+    r.digest.clone().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{r}: name the blob by digest (REPOSITORY@sha256:...)"
+        ))
+    })
+}
+
+pub async fn tag(args: TagArgs) -> Result<(), Error> {
+    let r: Reference = args.reference.parse()?;
+    let client = args.client.client(&[&r])?;
+    let (d, bytes) = client.manifest(&r).await?;
+    let mut tagged = Vec::new();
+    for t in &args.tags {
+        let target = r.with_tag(t)?;
+        client
+            .put_manifest(&target, &d.media_type, bytes.clone())
+            .await?;
+        tagged.push(target.to_string());
+    }
+    emit(
+        args.client.format,
+        &json!({"digest": d.digest, "tagged": tagged}),
+        || {
+            tagged
+                .iter()
+                .map(|t| format!("Tagged {t}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    Ok(())
+}
+
+pub async fn resolve(args: ResolveArgs) -> Result<(), Error> {
+    let r: Reference = args.reference.parse()?;
+    let d = args.client.client(&[&r])?.resolve(&r).await?;
+    emit(args.client.format, &d, || d.digest.to_string());
+    Ok(())
+}
+
+fn write_out(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), Error> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => std::fs::write(p, bytes).map_err(|e| Error::file(p, e)),
+        _ => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+pub async fn manifest(cmd: ManifestCommand) -> Result<(), Error> {
+    match cmd {
+        ManifestCommand::Fetch {
+            reference,
+            output,
+            descriptor,
+            client,
+        } => {
+            let r: Reference = reference.parse()?;
+            let c = client.client(&[&r])?;
+            if descriptor {
+                let d = c.resolve(&r).await?;
+                let text = serde_json::to_vec_pretty(&d).expect("descriptor serialises");
+                write_out(output.as_ref(), &[text.as_slice(), b"\n"].concat())
+            } else {
+                let (_, bytes) = c.manifest(&r).await?;
+                write_out(output.as_ref(), &bytes)
+            }
+        }
+        ManifestCommand::Push {
+            reference,
+            file,
+            media_type,
+            client,
+        } => {
+            let r: Reference = reference.parse()?;
+            let c = client.client(&[&r])?;
+            let bytes = if file.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v)?;
+                v
+            } else {
+                std::fs::read(&file).map_err(|e| Error::file(&file, e))?
+            };
+            let mt = media_type
+                .or_else(|| wharf_client::manifests::detect_media_type(&bytes))
+                .ok_or_else(|| {
+                    Error::Invalid("the manifest has no mediaType field; give --media-type".into())
+                })?;
+            let bytes = Bytes::from(bytes);
+            let has_subject =
+                wharf_spec::Manifest::parse(Some(&mt), &bytes).is_ok_and(|m| m.subject.is_some());
+            let digest = if has_subject {
+                c.put_referrer(&r, &mt, bytes).await?
+            } else {
+                c.put_manifest(&r, &mt, bytes).await?
+            };
+            emit(
+                client.format,
+                &json!({"reference": r.to_string(), "digest": digest, "mediaType": mt}),
+                || format!("Pushed {r}\nDigest: {digest}"),
+            );
+            Ok(())
+        }
+        ManifestCommand::Delete { reference, client } => {
+            let r: Reference = reference.parse()?;
+            let digest = client.client(&[&r])?.delete_manifest(&r).await?;
+            emit(
+                client.format,
+                &json!({"deleted": r.with_digest(digest.clone()).to_string()}),
+                || format!("Deleted {}", r.with_digest(digest.clone())),
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn blob(cmd: BlobCommand) -> Result<(), Error> {
+    match cmd {
+        BlobCommand::Fetch {
+            reference,
+            output,
+            client,
+        } => {
+            let r: Reference = reference.parse()?;
+            let digest = needs_digest(&r)?;
+            let c = client.client(&[&r])?;
+            let size = c
+                .blob_exists(&r, &digest)
+                .await?
+                .ok_or_else(|| Error::NotFound(r.to_string()))?;
+            let d = descriptor("application/octet-stream".into(), digest, size);
+            if output.as_os_str() == "-" {
+                // Verified before anything reaches stdout: fetch to a temporary file first.
+                let tmp = tempfile::NamedTempFile::new()?;
+                c.fetch_blob(
+                    &r,
+                    &d,
+                    tmp.path(),
+                    &(Arc::new(wharf_client::NoProgress) as _),
+                )
+                .await?;
+                let mut f = std::fs::File::open(tmp.path())?;
+                std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+            } else {
+                let p = progress::for_args(&client);
+                c.fetch_blob(&r, &d, &output, &p).await?;
+            }
+            Ok(())
+        }
+        BlobCommand::Push {
+            reference,
+            file,
+            client,
+        } => {
+            let r: Reference = reference.parse()?;
+            let c = client.client(&[&r])?;
+            let (digest, size) = wharf_client::artifact::hash_file(&file).await?;
+            let d = descriptor("application/octet-stream".into(), digest.clone(), size);
+            let p = progress::for_args(&client);
+            let t = c.push_blob(&r, &d, &FileSource(file), &p).await?;
+            drop(p);
+            emit(
+                client.format,
+                &json!({"digest": digest, "size": size, "transfer": t}),
+                || digest.to_string(),
+            );
+            Ok(())
+        }
+        BlobCommand::Delete { reference, client } => {
+            let r: Reference = reference.parse()?;
+            let digest = needs_digest(&r)?;
+            client.client(&[&r])?.delete_blob(&r, &digest).await?;
+            emit(client.format, &json!({"deleted": r.to_string()}), || {
+                format!("Deleted {r}")
+            });
+            Ok(())
+        }
+    }
+}
+
+pub async fn repo(cmd: RepoCommand) -> Result<(), Error> {
+    match cmd {
+        RepoCommand::Ls { registry, client } => {
+            let r = Reference::repository(&registry, "library/x")?;
+            let repos = client.client(&[&r])?.catalog(&r).await?;
+            emit(client.format, &json!({"repositories": repos}), || {
+                repos.join("\n")
+            });
+            Ok(())
+        }
+        RepoCommand::Tags { reference, client } => {
+            let r: Reference = reference.parse()?;
+            let tags = client.client(&[&r])?.tags(&r).await?;
+            emit(client.format, &json!({"tags": tags}), || tags.join("\n"));
+            Ok(())
+        }
+    }
+}
