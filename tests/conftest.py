@@ -177,9 +177,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_distribution(tmp_path, users=None):
+def start_distribution(tmp_path, users=None, extra_config=""):
     """Starts Debian's docker-registry (Distribution 2.8) with deletes enabled; with `users`
-    ({name: password}), behind htpasswd (bcrypt) basic auth."""
+    ({name: password}), behind htpasswd (bcrypt) basic auth; `extra_config` is appended to
+    its YAML configuration."""
     exe = shutil.which("docker-registry")
     if not exe:
         pytest.fail("docker-registry is not installed: run tests/setup")
@@ -206,6 +207,9 @@ http:
             for u, p in users.items()))
         with open(cfg, "a") as f:
             f.write(f"auth:\n  htpasswd:\n    realm: wharf-tests\n    path: {htpasswd}\n")
+    if extra_config:
+        with open(cfg, "a") as f:
+            f.write(extra_config)
     log = open(root / "log", "ab")
     proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"

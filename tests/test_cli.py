@@ -400,3 +400,33 @@ def test_upload_resumes_after_a_cut_connection(registry, cli, tmp_path):
         assert proxy.sent > len(data), proxy.sent
     got = registry("GET", f"/v2/cli/big/blobs/{sha256(data)}")
     assert got.status_code == 200 and got.content == data
+
+
+@pytest.mark.parametrize("form", ["dir", "tar"])
+def test_backup_and_restore_with_referrers(registry, cli, tmp_path, skopeo, form):
+    h = registry.host
+    v1, m1 = registry.push_image("bk/app", "v1", layers=[os.urandom(150_000)])
+    v2, _ = registry.push_image("bk/app", "v2", layers=[b"second"])
+    (tmp_path / "sig.txt").write_text("signed")
+    sig = json.loads(cli("attach", "--artifact-type", "application/vnd.example.sig",
+                         "--format", "json", f"{h}/bk/app:v1", tmp_path / "sig.txt").stdout)
+    target = tmp_path / ("layout" if form == "dir" else "backup.tar")
+    out = json.loads(cli("backup", f"{h}/bk/app", "-o", target, "--format", "json").stdout)
+    assert sorted(out["references"]) == ["v1", "v2"] and out["referrers"] == 1
+    if form == "dir":
+        # a standard layout: skopeo reads it
+        raw = skopeo("inspect", "--raw", f"oci:{target}:v1")
+        assert sha256(raw.encode()) == v1
+    cli("restore", target, f"{h}/restored/app")
+    for tag, digest in (("v1", v1), ("v2", v2)):
+        got = registry("GET", f"/v2/restored/app/manifests/{tag}",
+                       headers={"Accept": OCI_MANIFEST})
+        assert sha256(got.content) == digest
+    for d in [m1["config"]] + m1["layers"]:
+        blob = registry("GET", f"/v2/restored/app/blobs/{d['digest']}")
+        assert sha256(blob.content) == d["digest"]
+    tree = json.loads(cli("discover", "--format", "json", f"{h}/restored/app:v1").stdout)
+    assert [n["digest"] for n in tree["referrers"]] == [sig["digest"]]
+    # a layout with two tags cannot go to one tag
+    p = cli("restore", target, f"{h}/restored/app:one", check=False)
+    assert p.returncode == 1 and b"2 tagged manifests" in p.stderr

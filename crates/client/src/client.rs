@@ -76,6 +76,7 @@ pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) opts: ClientOptions,
     tokens: TokenCache,
+    token_fetch: tokio::sync::Mutex<()>,
     challenges: Mutex<HashMap<String, Challenge>>,
     credentials: Mutex<HashMap<String, Option<Credential>>>,
 }
@@ -97,6 +98,7 @@ impl Client {
             http,
             opts,
             tokens: TokenCache::default(),
+            token_fetch: tokio::sync::Mutex::new(()),
             challenges: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
         })
@@ -156,6 +158,11 @@ impl Client {
             return Ok(None);
         };
         let key = scopes.join(" ");
+        if let Some(t) = self.tokens.get(&r.registry, &key) {
+            return Ok(Some(t));
+        }
+        // Concurrent transfers wanting the same token wait for one fetch, not one each.
+        let _one_fetch = self.token_fetch.lock().await;
         if let Some(t) = self.tokens.get(&r.registry, &key) {
             return Ok(Some(t));
         }

@@ -21,6 +21,7 @@ mod client;
 pub mod copy;
 pub mod credentials;
 mod error;
+pub mod layout;
 pub mod manifests;
 pub mod reference;
 pub mod referrers;

@@ -19,6 +19,20 @@ pub fn referrers_tag(subject: &Digest) -> String {
     format!("{}-{}", subject.algorithm().as_str(), subject.hex())
 }
 
+/// Whether a tag is one the referrers tag schema uses (`sha256-<64 hex>`, `sha512-<128 hex>`).
+pub fn is_referrers_tag(tag: &str) -> bool {
+    let hex_len = |h: &str, n| {
+        h.len() == n
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    match tag.split_once('-') {
+        Some(("sha256", h)) => hex_len(h, 64),
+        Some(("sha512", h)) => hex_len(h, 128),
+        _ => false,
+    }
+}
+
 impl Client {
     /// The referrers of the manifest `subject` (which must carry a digest), optionally only
     /// those of one artifact type. Uses the referrers API, or the tag schema when the
@@ -173,5 +187,9 @@ mod tests {
     fn tag_schema_name() {
         let d = Digest::sha256_of(b"x");
         assert_eq!(referrers_tag(&d), format!("sha256-{}", d.hex()));
+        assert!(is_referrers_tag(&referrers_tag(&d)));
+        assert!(!is_referrers_tag("sha256-abc"));
+        assert!(!is_referrers_tag("v1"));
+        assert!(!is_referrers_tag(&format!("sha256-{}", "A".repeat(64))));
     }
 }

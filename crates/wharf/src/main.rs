@@ -31,6 +31,7 @@ const MAIN_HELP: &str = concat!(
         "  wharf cp -r registry.example.com/app:v1 localhost:5000/app:v1\n",
         "  wharf attach --artifact-type application/spdx+json localhost:5000/app:v1 sbom.json\n",
         "  wharf discover localhost:5000/app:v1\n",
+        "  wharf backup localhost:5000/app -o app.tar  # every tag, with referrers\n",
         "\n",
         "Exit codes:\n",
         "  0  success\n",
@@ -62,6 +63,10 @@ enum Command {
     Discover(cli::DiscoverArgs),
     /// Copy a manifest and its content between repositories or registries.
     Cp(cli::CopyArgs),
+    /// Save a repository, tag or digest (with referrers) to an OCI layout directory or tar.
+    Backup(cli::BackupArgs),
+    /// Put an OCI layout directory or tar (with referrers) into a repository.
+    Restore(cli::RestoreArgs),
     /// Give a manifest more tags.
     Tag(cli::TagArgs),
     /// Print the digest a reference points to.
@@ -96,6 +101,8 @@ fn main() -> ExitCode {
         Command::Attach(a) => return client(cli::block_on(cli::artifact::attach(a))),
         Command::Discover(a) => return client(cli::block_on(cli::artifact::discover(a))),
         Command::Cp(a) => return client(cli::block_on(cli::artifact::copy(a))),
+        Command::Backup(a) => return client(cli::block_on(cli::artifact::backup(a))),
+        Command::Restore(a) => return client(cli::block_on(cli::artifact::restore(a))),
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
         Command::Resolve(a) => return client(cli::block_on(cli::content::resolve(a))),
         Command::Manifest(c) => return client(cli::block_on(cli::content::manifest(c))),

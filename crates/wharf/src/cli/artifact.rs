@@ -358,3 +358,92 @@ pub async fn copy(args: CopyArgs) -> Result<(), Error> {
     });
     Ok(())
 }
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf backup localhost:5000/team/app:v1 -o app-v1/           # an OCI layout directory
+  wharf backup localhost:5000/team/app -o team-app.tar          # every tag, as a tar
+Referrers (signatures, SBOMs) are included.")]
+pub struct BackupArgs {
+    /// What to back up: REGISTRY/REPOSITORY[:TAG|@DIGEST]; without either, every tag.
+    pub source: String,
+    /// An OCI image layout directory (created or added to), or a file ending in .tar.
+    #[arg(short, long, required = true)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf restore app-v1/ localhost:5000/team/app                 # every tag in the layout
+  wharf restore team-app.tar registry.example.com/team/app
+  wharf restore app-v1/ localhost:5000/team/app:restored        # a layout with one tag")]
+pub struct RestoreArgs {
+    /// An OCI image layout directory, or a tar of one.
+    pub input: PathBuf,
+    /// Destination repository (REGISTRY/REPOSITORY), or REPOSITORY:TAG for a one-tag layout.
+    pub destination: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn is_tar(p: &std::path::Path) -> bool {
+    p.extension().is_some_and(|e| e == "tar")
+}
+
+pub async fn backup(args: BackupArgs) -> Result<(), Error> {
+    let src: Reference = args.source.parse()?;
+    let client = args.client.client(&[&src])?;
+    let progress = progress::for_args(&args.client);
+    let res = if is_tar(&args.output) {
+        let dir = tempfile::tempdir()?;
+        let res = client.backup(&src, dir.path(), true, &progress).await?;
+        let (from, to) = (dir.path().to_path_buf(), args.output.clone());
+        tokio::task::spawn_blocking(move || wharf_client::layout::write_tar(&from, &to))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        res
+    } else {
+        client.backup(&src, &args.output, true, &progress).await?
+    };
+    drop(progress);
+    emit(args.client.format, &res, || {
+        format!(
+            "Backed up {} ({} manifests, {} referrers) to {}",
+            res.references.join(", "),
+            res.manifests,
+            res.referrers,
+            args.output.display()
+        )
+    });
+    Ok(())
+}
+
+pub async fn restore(args: RestoreArgs) -> Result<(), Error> {
+    let dst: Reference = args.destination.parse()?;
+    let client = args.client.client(&[&dst])?;
+    let progress = progress::for_args(&args.client);
+    let unpacked;
+    let dir = if is_tar(&args.input) {
+        unpacked = tempfile::tempdir()?;
+        let (from, to) = (args.input.clone(), unpacked.path().to_path_buf());
+        tokio::task::spawn_blocking(move || wharf_client::layout::read_tar(&from, &to))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        unpacked.path().to_path_buf()
+    } else {
+        args.input.clone()
+    };
+    let res = client.restore(&dir, &dst, &progress).await?;
+    drop(progress);
+    emit(args.client.format, &res, || {
+        format!(
+            "Restored {} manifests ({} referrers) into {}",
+            res.manifests,
+            res.referrers,
+            dst.name()
+        )
+    });
+    Ok(())
+}

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use wharf_client::{Client, ClientOptions, Credential, Error, Reference};
 
-pub use artifact::{AttachArgs, CopyArgs, DiscoverArgs, PullArgs, PushArgs};
+pub use artifact::{
+    AttachArgs, BackupArgs, CopyArgs, DiscoverArgs, PullArgs, PushArgs, RestoreArgs,
+};
 pub use content::{BlobCommand, ManifestCommand, RepoCommand, ResolveArgs, TagArgs};
 pub use login::{LoginArgs, LogoutArgs};
 
