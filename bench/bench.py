@@ -246,11 +246,12 @@ def manifest_for(url, repo):
     return m
 
 
-def make_file(path, size):
-    """Incompressible, reproducible content, written once and reused."""
+def make_file(path, size, seed=0):
+    """Incompressible, reproducible content, written once and reused; `seed` makes files
+    that share no block."""
     if path.exists() and path.stat().st_size == size:
         return
-    block = hashlib.sha512(b"wharf-bench").digest() * (MiB // 64)
+    block = hashlib.sha512(b"wharf-bench%d" % seed).digest() * (MiB // 64)
     seed = bytearray(block)
     with open(path, "wb") as f:
         for i in range(size // MiB):
@@ -331,11 +332,37 @@ def report(w, d, args, elapsed, blob_size, pull_size):
     return "\n".join(lines)
 
 
+def update_section(path, name, text):
+    """Replaces one marked section of RESULTS.md, keeping the others (each mode of the
+    benchmark writes its own)."""
+    begin, end = f"<!-- section {name} -->", f"<!-- end section {name} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + after if after else "")
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block
+    path.write_text(new)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, short runs (smoke test)")
+    ap.add_argument("--scaleout", action="store_true",
+                    help="measure PostgreSQL + S3 with 1 and 3 replicas beside the embedded "
+                         "default, instead of Wharf against Distribution")
+    ap.add_argument("--client", action="store_true",
+                    help="measure the wharf client commands against skopeo and the oras SDK")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
+    if args.scaleout:
+        import scaleout
+        return scaleout.main(args.quick, args.out)
+    if args.client:
+        import client
+        return client.main(args.quick, args.out)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-", dir=os.environ.get("BENCH_DIR")))
     try:
@@ -368,8 +395,11 @@ def main():
             shutil.rmtree(home, ignore_errors=True)
         text = report(results["wharf"], results["distribution"], args,
                       time.time() - started, blob_size, pull_size)
-        Path(args.out).write_text(text)
-        (Path(args.out).with_suffix(".json")).write_text(json.dumps(results, indent=2))
+        update_section(Path(args.out), "main", text)
+        data_path = Path(args.out).with_suffix(".json")
+        data = json.loads(data_path.read_text()) if data_path.exists() else {}
+        data.update(results)
+        data_path.write_text(json.dumps(data, indent=2))
         print(text)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -4,6 +4,8 @@ local body
 local thread_id = 0
 local counter = 0
 local next_id = 0
+-- Several wrk processes (one per replica) keep their tags apart with $TAG_PREFIX.
+local prefix = os.getenv("TAG_PREFIX") or ""
 
 function setup(thread)
   next_id = next_id + 1
@@ -19,6 +21,6 @@ end
 
 function request()
   counter = counter + 1
-  return wrk.format("PUT", "/v2/bench/put/manifests/t" .. thread_id .. "-" .. counter,
+  return wrk.format("PUT", "/v2/bench/put/manifests/t" .. prefix .. thread_id .. "-" .. counter,
     {["Content-Type"] = "application/vnd.oci.image.manifest.v1+json"}, body)
 end

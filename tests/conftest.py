@@ -177,7 +177,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_distribution(tmp_path, users=None, extra_config=""):
+def start_distribution(tmp_path, users=None, extra_config="", scheme="http"):
     """Starts Debian's docker-registry (Distribution 2.8) with deletes enabled; with `users`
     ({name: password}), behind htpasswd (bcrypt) basic auth; `extra_config` is appended to
     its YAML configuration."""
@@ -212,11 +212,11 @@ http:
             f.write(extra_config)
     log = open(root / "log", "ab")
     proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
-            if requests.get(url + "/v2/", timeout=1).status_code in (200, 401):
+            if requests.get(url + "/v2/", timeout=1, verify=False).status_code in (200, 401):
                 return Server(proc, url, root / "log", root / "data")
         except requests.ConnectionError:
             pass

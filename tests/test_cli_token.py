@@ -160,3 +160,97 @@ def test_bearer_token_flow(token_registry, tmp_path):
     assert {t for _, t in json.loads(p.stdout)["blobs"]} == {"mounted"}
     assert any({"repository:other/app:pull,push", "repository:team/app:pull"} <= set(r["scopes"])
                for r in tokens.requests), tokens.requests
+
+
+def self_signed(tmp_path, host="127.0.0.1"):
+    """A self-signed certificate and key for `host`; returns their paths."""
+    import ipaddress
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_by_default_and_insecure_for_self_signed(tmp_path):
+    cert, key = self_signed(tmp_path)
+    reg = start_distribution(tmp_path, extra_config=f"""  tls:
+    certificate: {cert}
+    key: {key}
+""", scheme="https")
+    try:
+        (tmp_path / "f.txt").write_text("over TLS")
+        # 127.0.0.1 defaults to plain HTTP, which a TLS server does not speak
+        p = wharf(tmp_path, "push", f"{reg.host}/tls/app:v1", tmp_path / "f.txt")
+        assert p.returncode != 0
+        # HTTPS with a self-signed certificate: refused unless --insecure
+        p = wharf(tmp_path, "push", "--https", f"{reg.host}/tls/app:v1", tmp_path / "f.txt")
+        assert p.returncode == 6 and b"certificate" in p.stderr.lower(), p.stderr
+        p = wharf(tmp_path, "push", "--https", "--insecure", f"{reg.host}/tls/app:v1",
+                  tmp_path / "f.txt")
+        assert p.returncode == 0, p.stderr
+        p = wharf(tmp_path, "pull", "--https", "--insecure", f"{reg.host}/tls/app:v1",
+                  "-o", tmp_path / "out")
+        assert p.returncode == 0 and (tmp_path / "out" / "f.txt").read_text() == "over TLS"
+    finally:
+        reg.stop()
+
+
+def test_credential_helper_is_used(tmp_path, token_registry):
+    """A docker-credential-<name> helper named by credsStore stores and serves the login."""
+    reg, tokens = token_registry
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    store = tmp_path / "helper-store.json"
+    helper = bindir / "docker-credential-testvault"
+    helper.write_text(f"""#!/usr/bin/env python3
+import json, sys
+path = {str(store)!r}
+try:
+    data = json.load(open(path))
+except FileNotFoundError:
+    data = {{}}
+verb, arg = sys.argv[1], sys.stdin.read().strip()
+if verb == "store":
+    c = json.loads(arg)
+    data[c["ServerURL"]] = {{"Username": c["Username"], "Secret": c["Secret"]}}
+    json.dump(data, open(path, "w"))
+elif verb == "get":
+    if arg not in data:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": arg, **data[arg]}}))
+elif verb == "erase":
+    data.pop(arg, None)
+    json.dump(data, open(path, "w"))
+""")
+    helper.chmod(0o755)
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / "config.json").write_text('{"credsStore": "testvault"}')
+    env_path = f"{bindir}:{os.environ['PATH']}"
+    os.environ["PATH"], old = env_path, os.environ["PATH"]
+    try:
+        p = wharf(tmp_path, "login", reg.host, "-u", "alice", "--password-stdin",
+                  input=b"wonderland\n")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(store.read_text())[reg.host]["Secret"] == "wonderland"
+        assert "auths" not in json.loads((docker / "config.json").read_text()) or \
+            reg.host not in json.loads((docker / "config.json").read_text())["auths"]
+        p = wharf(tmp_path, "repo", "tags", f"{reg.host}/none/here")
+        assert p.returncode in (0, 3), p.stderr  # authenticated: an answer, not a refusal
+        p = wharf(tmp_path, "logout", reg.host)
+        assert p.returncode == 0 and reg.host not in json.loads(store.read_text())
+    finally:
+        os.environ["PATH"] = old

@@ -21,6 +21,8 @@ use crate::{Error, Reference, Result};
 pub struct ClientOptions {
     /// Plain HTTP for every registry (loopback registries use it anyway).
     pub plain_http: bool,
+    /// HTTPS for every registry, loopback ones included.
+    pub https: bool,
     /// Accept TLS certificates that do not verify (self-signed test registries).
     pub insecure: bool,
     /// Extra attempts for an idempotent request after a network error, 429 or 5xx.
@@ -45,6 +47,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             plain_http: false,
+            https: false,
             insecure: false,
             retries: 3,
             backoff: Duration::from_millis(250),
@@ -110,7 +113,7 @@ impl Client {
 
     /// `http(s)://host` of the registry's API.
     pub fn base_url(&self, r: &Reference) -> String {
-        let scheme = if self.opts.plain_http || r.is_localhost() {
+        let scheme = if self.opts.plain_http || (r.is_localhost() && !self.opts.https) {
             "http"
         } else {
             "https"

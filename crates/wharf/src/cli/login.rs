@@ -98,6 +98,7 @@ pub async fn login(args: LoginArgs) -> Result<(), Error> {
     // Check the credentials against the registry before storing them.
     let opts = ClientOptions {
         plain_http: args.client.plain_http,
+        https: args.client.https,
         insecure: args.client.insecure,
         docker_config: None,
         credentials: [(r.registry.clone(), cred.clone())].into(),

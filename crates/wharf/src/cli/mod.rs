@@ -38,6 +38,9 @@ pub struct ClientArgs {
     /// Use plain HTTP (default for localhost and 127.0.0.1).
     #[arg(long, global = true)]
     pub plain_http: bool,
+    /// Use HTTPS even for localhost and 127.0.0.1 registries.
+    #[arg(long, global = true, conflicts_with = "plain_http")]
+    pub https: bool,
     /// Accept TLS certificates that do not verify (self-signed test registries).
     #[arg(long, global = true)]
     pub insecure: bool,
@@ -77,6 +80,7 @@ impl ClientArgs {
     pub fn client(&self, refs: &[&Reference]) -> Result<Client, Error> {
         let mut opts = ClientOptions {
             plain_http: self.plain_http,
+            https: self.https,
             insecure: self.insecure,
             concurrency: self.concurrency as usize,
             chunk_size: self.chunk_size << 20,

@@ -1,0 +1,228 @@
+"""Client benchmark: `wharf` against `skopeo copy` (and the oras Python SDK for a file push),
+the same operations in one run, against Wharf registries started here. Writes the client
+section of bench/RESULTS.md.
+
+Run it with `bench/run --client`. Every timed run writes into a registry that has never seen
+the content (a fresh server, or for in-registry copies a fresh repository), so no tool can
+skip or mount what an earlier run left behind; in-registry copies may mount from the source
+repository, which both tools know how to do."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import oras.client
+
+from bench import MiB, make_file, quiesce, update_section
+from conftest import WHARF, start_wharf
+
+LAYERS = 3
+RUNS = 3
+
+
+def write_image_layout(root, layer_size):
+    """An OCI layout with one image of LAYERS incompressible layers; returns the tag."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layers = []
+    for i in range(LAYERS):
+        tmp = root / f"layer{i}"
+        make_file(tmp, layer_size, seed=100 + i)
+        d = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.rename(blobs / d)
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                       "digest": f"sha256:{d}", "size": layer_size})
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers",
+                                    "diff_ids": [x["digest"] for x in layers]}}).encode()
+    finish_layout(root, layers, config)
+    return "v1"
+
+
+class Tools:
+    def __init__(self, work):
+        self.policy = work / "policy.json"
+        self.policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
+        self.env = {**os.environ, "DOCKER_CONFIG": str(work / "docker")}
+
+    def run(self, *cmd):
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                           env=self.env, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cmd}: {r.stderr}")
+
+    def skopeo(self, src, dst):
+        self.run("skopeo", "--policy", self.policy, "copy", "--src-tls-verify=false",
+                 "--dest-tls-verify=false", "--quiet", src, dst)
+
+    def wharf(self, *args):
+        self.run(WHARF, *args, "--quiet")
+
+
+def timed(fn):
+    quiesce()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def median(samples):
+    return sorted(samples)[len(samples) // 2]
+
+
+def measure(work, quick):
+    tools = Tools(work)
+    layer_size = (8 if quick else 64) * MiB
+    layout = work / "layout"
+    write_image_layout(layout, layer_size)
+    file_size = (64 if quick else 1024) * MiB
+    big = work / "big.bin"
+    make_file(big, file_size, seed=200)
+    file_layout = work / "file-layout"
+    r = {"layer_size": layer_size, "file_size": file_size, "image_size": LAYERS * layer_size}
+    runs = 1 if quick else RUNS
+
+    def with_servers(n, fn):
+        servers = [start_wharf(work / f"s{time.monotonic_ns()}", env={"WHARF_LOG": "warn,wharf=info"})
+                   for _ in range(n)]
+        try:
+            return fn(*servers)
+        finally:
+            for s in servers:
+                s.stop()
+                shutil.rmtree(s.data_dir, ignore_errors=True)
+
+    # Copy between two repositories of one registry.
+    def in_registry(a):
+        tools.skopeo(f"oci:{layout}:v1", f"docker://{a.host}/bench/src:v1")
+        out = {}
+        for name, op in (("wharf", lambda i: tools.wharf("cp", f"{a.host}/bench/src:v1",
+                                                         f"{a.host}/bench/w{i}:v1")),
+                         ("skopeo", lambda i: tools.skopeo(f"docker://{a.host}/bench/src:v1",
+                                                           f"docker://{a.host}/bench/s{i}:v1"))):
+            out[name] = median([timed(lambda: op(i)) for i in range(runs)])
+        return out
+    r["copy_repo_s"] = with_servers(1, in_registry)
+
+    # Copy between two registries: a fresh destination each run.
+    def between(a):
+        tools.skopeo(f"oci:{layout}:v1", f"docker://{a.host}/bench/src:v1")
+        out = {"wharf": [], "skopeo": []}
+        for _ in range(runs):
+            for name in out:
+                def go(b, name=name):
+                    if name == "wharf":
+                        return timed(lambda: tools.wharf("cp", f"{a.host}/bench/src:v1",
+                                                         f"{b.host}/bench/dst:v1"))
+                    return timed(lambda: tools.skopeo(f"docker://{a.host}/bench/src:v1",
+                                                      f"docker://{b.host}/bench/dst:v1"))
+                out[name].append(with_servers(1, go))
+        return {k: median(v) for k, v in out.items()}
+    r["copy_registry_s"] = with_servers(1, between)
+
+    # Push one large file: wharf push, the oras SDK, skopeo from a one-layer layout.
+    write_file_layout(file_layout, big)
+    pushes = {"wharf": [], "oras": [], "skopeo": []}
+    for _ in range(runs):
+        for name in pushes:
+            def go(a, name=name):
+                if name == "wharf":
+                    return timed(lambda: tools.wharf("push", f"{a.host}/bench/file:v1", big))
+                if name == "oras":
+                    client = oras.client.OrasClient(hostname=a.host, insecure=True)
+                    return timed(lambda: client.push(files=[str(big)],
+                                                     target=f"{a.host}/bench/file:v1",
+                                                     disable_path_validation=True))
+                return timed(lambda: tools.skopeo(f"oci:{file_layout}:v1",
+                                                  f"docker://{a.host}/bench/file:v1"))
+            pushes[name].append(with_servers(1, go))
+    r["push_file_s"] = {k: median(v) for k, v in pushes.items()}
+    return r
+
+
+def write_file_layout(root, big):
+    """A one-layer image whose layer is `big` (hard-linked, not copied)."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    h = hashlib.sha256()
+    with open(big, "rb") as f:
+        while chunk := f.read(8 * MiB):
+            h.update(chunk)
+    d = h.hexdigest()
+    os.link(big, blobs / d)
+    layers = [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+               "digest": f"sha256:{d}", "size": big.stat().st_size}]
+    finish_layout(root, layers, b'{"architecture":"amd64","os":"linux"}')
+
+
+def finish_layout(root, layers, config):
+    """Writes the config, the manifest and index.json (tag v1) of a one-image layout whose
+    layer blobs are already in place."""
+    blobs = root / "blobs" / "sha256"
+    cd = hashlib.sha256(config).hexdigest()
+    (blobs / cd).write_bytes(config)
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": f"sha256:{cd}", "size": len(config)},
+                           "layers": layers}).encode()
+    md = hashlib.sha256(manifest).hexdigest()
+    (blobs / md).write_bytes(manifest)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": f"sha256:{md}",
+         "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+
+
+def report(r, quick, elapsed):
+    img = f"{LAYERS} x {r['layer_size'] // MiB} MiB layers"
+    rows = [
+        (f"copy an image ({img}) to another repository, same registry",
+         r["copy_repo_s"], r["image_size"]),
+        (f"copy an image ({img}) to another registry", r["copy_registry_s"], r["image_size"]),
+        (f"push a {r['file_size'] // MiB} MiB file", r["push_file_s"], r["file_size"]),
+    ]
+    lines = [
+        "## Client: wharf against skopeo and the oras SDK",
+        "",
+        f"Reproduce: `bench/run --client{' --quick' if quick else ''}` (took {elapsed:.0f} s). "
+        "Both ends are Wharf registries on this machine (embedded default). Seconds are the "
+        f"median of {1 if quick else RUNS} runs, wall clock of the whole command; ratio is "
+        "how many times faster `wharf` is. Each run writes to a registry that has never seen "
+        "the content (a fresh server, or a fresh repository for the in-registry copy, where "
+        "both tools may mount blobs from the source repository). skopeo pushes the file as "
+        "the single layer of an image in an OCI layout; the oras SDK and `wharf push` push "
+        "it as an artifact. Layers and the file are incompressible.",
+        "",
+        "| operation | wharf (s) | skopeo (s) | wharf vs skopeo | oras SDK (s) | wharf vs oras |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, t, _size in rows:
+        oras_t = t.get("oras")
+        lines.append(
+            f"| {label} | {t['wharf']:.2f} | {t['skopeo']:.2f} | "
+            f"{t['skopeo'] / t['wharf']:.1f}x | "
+            + (f"{oras_t:.2f} | {oras_t / t['wharf']:.1f}x |" if oras_t else "— | — |"))
+    return "\n".join(lines) + "\n"
+
+
+def main(quick, out):
+    from scaleout import update_json
+    started = time.time()
+    work = Path(tempfile.mkdtemp(prefix="wharf-bench-client-",
+                                 dir=os.environ.get("BENCH_DIR")))
+    try:
+        print("measuring the client commands", file=sys.stderr)
+        results = measure(work, quick)
+        text = report(results, quick, time.time() - started)
+        update_section(Path(out), "client", text)
+        update_json(Path(out).with_suffix(".json"), "client", results)
+        print(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
