@@ -16,7 +16,9 @@ pub mod sqlite;
 pub use blob::{BlobStore, ByteStream, UploadState};
 pub use error::{Result, StoreError};
 pub use fs::FsBlobStore;
-pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
+pub use meta::{
+    ApiKeyRecord, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
+};
 pub use postgres::{PostgresMetadataStore, SchemaVersions};
 pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
 pub use s3::{S3BlobStore, S3Config};

@@ -54,6 +54,20 @@ pub struct UploadRecord {
     pub state: Vec<u8>,
 }
 
+/// An API key as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub name: String,
+    /// Lowercase hex SHA-256 of the secret. Secrets are 256 random bits, so a fast hash is
+    /// enough; a slow one would only cost every request.
+    pub secret_sha256: String,
+    /// What the key may do, as JSON: `[{"repositories": ["team/*"], "actions": ["pull"]}]`.
+    pub grants: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// The size of `digest` if it is linked into `repo`.
@@ -99,6 +113,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, in digest order.
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+
+    /// Stores a new API key; false when a key of that name exists (revoked ones included, so
+    /// a name is never reused for a different secret).
+    async fn api_key_create(&self, key: &ApiKeyRecord) -> Result<bool>;
+    async fn api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Every key, by name.
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Marks a key revoked at `at`; false when there is no such live key.
+    async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool>;
 }
 
 /// Seconds since the epoch, for the databases' timestamps.

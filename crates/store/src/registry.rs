@@ -72,6 +72,11 @@ impl Registry {
         }
     }
 
+    /// The metadata store, for what is not about content (API keys).
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

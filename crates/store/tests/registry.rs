@@ -509,3 +509,47 @@ async fn a_failing_write_among_concurrent_ones_fails_alone() {
         assert_eq!(tags, want);
     }
 }
+
+#[tokio::test]
+async fn api_keys_create_list_revoke() {
+    for b in backends().await {
+        let m = b.registry.metadata();
+        let key = |name: &str| wharf_store::ApiKeyRecord {
+            name: name.into(),
+            secret_sha256: "ab".repeat(32),
+            grants: r#"[{"repositories":["team/*"],"actions":["pull"]}]"#.into(),
+            created_at: 100,
+            expires_at: Some(200),
+            revoked_at: None,
+        };
+        assert!(m.api_key_create(&key("ci")).await.unwrap());
+        assert!(
+            !m.api_key_create(&key("ci")).await.unwrap(),
+            "names are unique"
+        );
+        assert!(m.api_key_create(&key("b-robot")).await.unwrap());
+        assert_eq!(m.api_key_get("ci").await.unwrap(), Some(key("ci")));
+        assert_eq!(m.api_key_get("nope").await.unwrap(), None);
+        let names: Vec<String> = m
+            .api_key_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(names, ["b-robot", "ci"]);
+        assert!(m.api_key_revoke("ci", 150).await.unwrap());
+        assert!(
+            !m.api_key_revoke("ci", 160).await.unwrap(),
+            "already revoked"
+        );
+        assert_eq!(
+            m.api_key_get("ci").await.unwrap().unwrap().revoked_at,
+            Some(150)
+        );
+        assert!(
+            !m.api_key_create(&key("ci")).await.unwrap(),
+            "a revoked name stays taken"
+        );
+    }
+}

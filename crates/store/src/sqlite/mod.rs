@@ -17,56 +17,13 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wharf_spec::{Digest, Reference};
 
 use crate::meta::{
-    now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
+    now, parse_digest, ApiKeyRecord, MetadataStore, NewManifest, ReferrerRecord, StoredManifest,
+    UploadRecord,
 };
 use crate::{Result, SchemaVersions, StoreError};
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE repositories (
-    name TEXT PRIMARY KEY
-) WITHOUT ROWID;
-CREATE TABLE blobs (
-    repo   TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    size   INTEGER NOT NULL,
-    PRIMARY KEY (repo, digest)
-) WITHOUT ROWID;
-CREATE INDEX blobs_by_digest ON blobs (digest);
-CREATE TABLE manifests (
-    repo          TEXT NOT NULL,
-    digest        TEXT NOT NULL,
-    media_type    TEXT NOT NULL,
-    size          INTEGER NOT NULL,
-    content       BLOB NOT NULL,
-    subject       TEXT,
-    artifact_type TEXT,
-    annotations   TEXT,
-    created_at    INTEGER NOT NULL,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
-CREATE TABLE tags (
-    repo       TEXT NOT NULL,
-    tag        TEXT NOT NULL,
-    digest     TEXT NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (repo, tag)
-) WITHOUT ROWID;
-CREATE INDEX tags_by_digest ON tags (repo, digest);
-CREATE TABLE uploads (
-    id         TEXT PRIMARY KEY,
-    repo       TEXT NOT NULL,
-    size       INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-) WITHOUT ROWID;
-"#,
-    r#"
-ALTER TABLE uploads ADD COLUMN state BLOB NOT NULL DEFAULT x'';
-"#,
-];
+mod schema;
+use schema::MIGRATIONS;
 
 const MAX_IDLE_READERS: usize = 16;
 
@@ -565,4 +522,69 @@ impl MetadataStore for SqliteMetadataStore {
         })
         .await
     }
+
+    async fn api_key_create(&self, key: &ApiKeyRecord) -> Result<bool> {
+        let k = key.clone();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT INTO api_keys (name, secret_sha256, grants, created_at, expires_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL) ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(params![k.name, k.secret_sha256, k.grants, k.created_at, k.expires_at])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached(&format!("{API_KEY_COLUMNS} WHERE name = ?1"))?
+                    .query_map([name], api_key_row)?
+                    .next()
+                    .transpose()?,
+            )
+        })
+        .await
+    }
+
+    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached(&format!("{API_KEY_COLUMNS} ORDER BY name"))?
+                    .query_map([], api_key_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            )
+        })
+        .await
+    }
+
+    async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                )?
+                .execute(params![name, at])?
+                > 0)
+        })
+        .await
+    }
+}
+
+const API_KEY_COLUMNS: &str =
+    "SELECT name, secret_sha256, grants, created_at, expires_at, revoked_at FROM api_keys";
+
+fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        name: r.get(0)?,
+        secret_sha256: r.get(1)?,
+        grants: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
 }

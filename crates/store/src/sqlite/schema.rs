@@ -1,0 +1,58 @@
+//! The SQLite schema, as the migrations that build it.
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE repositories (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size   INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_digest ON blobs (digest);
+CREATE TABLE manifests (
+    repo          TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    content       BLOB NOT NULL,
+    subject       TEXT,
+    artifact_type TEXT,
+    annotations   TEXT,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
+CREATE TABLE tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_by_digest ON tags (repo, digest);
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE uploads ADD COLUMN state BLOB NOT NULL DEFAULT x'';
+"#,
+    r#"
+CREATE TABLE api_keys (
+    name          TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL,
+    grants        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    revoked_at    INTEGER
+) WITHOUT ROWID;
+"#,
+];
