@@ -256,14 +256,15 @@ impl Client {
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response> {
-        // A one-shot body cannot be sent twice, so learn the auth scheme first.
-        if !body.replayable()
-            && !self
-                .challenges
-                .lock()
-                .expect("lock")
-                .contains_key(&r.registry)
-        {
+        // Learn the auth scheme first when a one-shot body cannot be sent twice, and when we
+        // hold credentials: a registry that also serves anonymous callers would otherwise
+        // answer with its anonymous view and never ask for them.
+        let known = self
+            .challenges
+            .lock()
+            .expect("lock")
+            .contains_key(&r.registry);
+        if !known && (!body.replayable() || self.credential(&r.registry)?.is_some()) {
             self.learn_challenge(r).await?;
         }
         let idempotent = matches!(
@@ -388,7 +389,17 @@ pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Res
     let body = resp.bytes().await.unwrap_or_default();
     let first = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("errors")?.get(0).cloned());
+        .and_then(|v| v.get("errors")?.get(0).cloned())
+        .or_else(|| {
+            // HEAD answers have no body: name the common refusals anyway.
+            let code = match status.as_u16() {
+                401 => "UNAUTHORIZED",
+                403 => "DENIED",
+                404 => "NOT_FOUND",
+                _ => return None,
+            };
+            Some(serde_json::json!({ "code": code }))
+        });
     let field = |k: &str| {
         first
             .as_ref()

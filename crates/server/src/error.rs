@@ -41,6 +41,15 @@ impl ApiError {
         self
     }
 
+    /// The value of a header this error will carry.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
+            .map(str::to_string)
+    }
+
     pub fn code(&self) -> ErrorCode {
         self.code
     }

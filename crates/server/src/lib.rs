@@ -3,6 +3,7 @@
 //! [`Registry`], and format the answer. Every failure becomes the spec's JSON error in
 //! [`error`], the one place where errors meet status codes.
 
+pub mod auth;
 mod blobs;
 pub mod error;
 mod listing;
@@ -21,6 +22,7 @@ use axum::Router;
 use wharf_spec::ErrorCode;
 use wharf_store::Registry;
 
+use crate::auth::{Actions, Auth, Caller, Need};
 use crate::error::ApiError;
 use crate::route::Route;
 
@@ -48,12 +50,18 @@ impl Default for ServerOptions {
 pub(crate) struct App {
     registry: Arc<Registry>,
     options: ServerOptions,
+    /// Access control; `None` serves everyone (the operator chose anonymous access).
+    auth: Option<Arc<Auth>>,
 }
 
 pub type ApiResult = Result<Response, ApiError>;
 
-pub fn router(registry: Arc<Registry>, options: ServerOptions) -> Router {
-    let app = Arc::new(App { registry, options });
+pub fn router(registry: Arc<Registry>, options: ServerOptions, auth: Option<Arc<Auth>>) -> Router {
+    let app = Arc::new(App {
+        registry,
+        options,
+        auth,
+    });
     Router::new().fallback(dispatch).with_state(app)
 }
 
@@ -89,12 +97,22 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 async fn route(app: &App, req: Request) -> ApiResult {
+    if req.uri().path() == "/token" {
+        if let Some(auth) = &app.auth {
+            let ip = client_ip(&req);
+            let query = req.uri().query().unwrap_or("");
+            return Ok(auth::issue(auth, &app.registry, req.headers(), query, ip).await);
+        }
+    }
     let route = Route::parse(req.uri().path())?;
     let m = req.method().clone();
+    let ip = client_ip(&req);
+    let caller = authorize(app, &route, &m, req.headers(), ip).await?;
+    let caller = caller.as_ref();
     let head = m == Method::HEAD;
     match (route, m) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}")),
-        (Route::Catalog, Method::GET) => listing::catalog(app, req).await,
+        (Route::Catalog, Method::GET) => listing::catalog(app, req, caller).await,
         (Route::Tags { name }, Method::GET) => listing::tags(app, &name, req).await,
         (Route::Referrers { name, digest }, Method::GET) => {
             listing::referrers(app, &name, &digest, req).await
@@ -103,7 +121,7 @@ async fn route(app: &App, req: Request) -> ApiResult {
             manifests::get(app, &name, &reference, head).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(app, &name, &reference, req).await
+            manifests::put(app, &name, &reference, req, caller).await
         }
         (Route::Manifest { name, reference }, Method::DELETE) => {
             manifests::delete(app, &name, &reference).await
@@ -112,7 +130,9 @@ async fn route(app: &App, req: Request) -> ApiResult {
             blobs::get(app, &name, &digest, req, head).await
         }
         (Route::Blob { name, digest }, Method::DELETE) => blobs::delete(app, &name, &digest).await,
-        (Route::UploadStart { name }, Method::POST) => uploads::start(app, &name, req).await,
+        (Route::UploadStart { name }, Method::POST) => {
+            uploads::start(app, &name, req, caller).await
+        }
         (Route::Upload { name, id }, Method::GET) => uploads::status(app, &name, &id).await,
         (Route::Upload { name, id }, Method::PATCH) => uploads::patch(app, &name, &id, req).await,
         (Route::Upload { name, id }, Method::PUT) => uploads::put(app, &name, &id, req).await,
@@ -121,6 +141,82 @@ async fn route(app: &App, req: Request) -> ApiResult {
             ErrorCode::Unsupported,
             format!("method {m} is not allowed on this endpoint"),
         )),
+    }
+}
+
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Decides whether the caller may make this request: `None` when access control is off,
+/// else the authenticated caller for handlers that refine the decision (overwrites, mounts,
+/// the catalog).
+async fn authorize(
+    app: &App,
+    route: &Route,
+    m: &Method,
+    headers: &axum::http::HeaderMap,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(auth) = &app.auth else {
+        return Ok(None);
+    };
+    let repo = |name: &str, a: Actions| Need::Repository(name.to_string(), a);
+    let need = match (route, m) {
+        (Route::Base, _) => Need::Login,
+        (Route::Catalog, _) => Need::Catalog,
+        (Route::Manifest { name, .. }, &Method::PUT) => repo(name, Actions::PUSH),
+        (Route::Manifest { name, .. } | Route::Blob { name, .. }, &Method::DELETE) => {
+            repo(name, Actions::DELETE)
+        }
+        (
+            Route::Tags { name }
+            | Route::Referrers { name, .. }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. },
+            _,
+        ) => repo(name, Actions::PULL),
+        (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
+    };
+    let caller = auth
+        .authenticate(headers, ip, &app.registry)
+        .await
+        .map_err(|e| {
+            if e.code() == ErrorCode::Unauthorized {
+                auth.challenge(headers, &need)
+            } else {
+                e
+            }
+        })?;
+    let allowed = match &need {
+        Need::Login => !caller.is_anonymous(),
+        Need::Catalog => auth.may_list_catalog(&caller),
+        Need::Repository(name, a) => auth.rights(&caller, name).contains(*a),
+    };
+    if allowed {
+        Ok(Some(caller))
+    } else if caller.is_anonymous() {
+        Err(auth.challenge(headers, &need))
+    } else {
+        let what = match &need {
+            Need::Repository(name, a) => format!("{a} on {name}"),
+            _ => "this".into(),
+        };
+        let denied = ApiError::new(
+            ErrorCode::Denied,
+            format!("{} may not {what}", caller.subject.id()),
+        );
+        Err(auth.insufficient_scope(denied, headers, &need, &caller))
+    }
+}
+
+/// Whether a refined check passes: always without access control.
+pub(crate) fn may(app: &App, caller: Option<&Caller>, repository: &str, a: Actions) -> bool {
+    match (&app.auth, caller) {
+        (Some(auth), Some(c)) => auth.rights(c, repository).contains(a),
+        _ => true,
     }
 }
 

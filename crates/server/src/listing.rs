@@ -6,6 +6,7 @@ use axum::response::Response;
 use serde::Serialize;
 use wharf_spec::{media_type, Descriptor, Digest, ErrorCode};
 
+use crate::auth::{Actions, Caller};
 use crate::error::ApiError;
 use crate::request::Query;
 use crate::{header_value, json_response, ApiResult, App};
@@ -81,15 +82,28 @@ pub(crate) async fn tags(app: &App, name: &str, req: Request) -> ApiResult {
     )
 }
 
-pub(crate) async fn catalog(app: &App, req: Request) -> ApiResult {
+pub(crate) async fn catalog(app: &App, req: Request, caller: Option<&Caller>) -> ApiResult {
     let page = Page::of(app, &Query::of(&req))?;
-    let repos = if page.n == 0 {
-        Vec::new()
-    } else {
-        app.registry
-            .repositories(page.last.as_deref(), page.n + 1)
-            .await?
+    let visible = |r: &str| match (&app.auth, caller) {
+        (Some(auth), Some(c)) => auth.subject_rights(c, r).contains(Actions::PULL),
+        _ => true,
     };
+    // Repositories the caller may not pull are left out; keep reading until the page is
+    // full (plus one, to know whether another follows) or the catalog ends.
+    let mut repos = Vec::new();
+    let mut after = page.last.clone();
+    while page.n > 0 && repos.len() <= page.n {
+        let batch = app
+            .registry
+            .repositories(after.as_deref(), page.n + 1)
+            .await?;
+        let done = batch.len() <= page.n;
+        after = batch.last().cloned();
+        repos.extend(batch.into_iter().filter(|r| visible(r)));
+        if done {
+            break;
+        }
+    }
     page.finish(
         "/v2/_catalog",
         repos,

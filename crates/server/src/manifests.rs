@@ -5,12 +5,13 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use wharf_spec::Reference;
+use wharf_spec::{ErrorCode, Reference};
 use wharf_store::StoreError;
 
+use crate::auth::{Actions, Caller};
 use crate::error::ApiError;
 use crate::request::header_str;
-use crate::{empty, header_value, ApiResult, App};
+use crate::{empty, header_value, may, ApiResult, App};
 
 pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> ApiResult {
     let reference: Reference = reference.parse()?;
@@ -30,7 +31,13 @@ pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> A
     Ok(r)
 }
 
-pub(crate) async fn put(app: &App, name: &str, reference: &str, req: Request) -> ApiResult {
+pub(crate) async fn put(
+    app: &App,
+    name: &str,
+    reference: &str,
+    req: Request,
+    caller: Option<&Caller>,
+) -> ApiResult {
     let reference: Reference = reference.parse()?;
     let limit = app.registry.limits().max_manifest_size;
     let too_large = || ApiError::from(StoreError::ManifestTooLarge { limit });
@@ -44,6 +51,29 @@ pub(crate) async fn put(app: &App, name: &str, reference: &str, req: Request) ->
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
         Err(e) => return Err(StoreError::BodyIncomplete(std::io::Error::other(e)).into()),
     };
+    if let Reference::Tag(tag) = &reference {
+        if !may(app, caller, name, Actions::OVERWRITE) {
+            // Moving a tag to other content is a right of its own; re-pushing the same
+            // manifest is not a move.
+            let new = wharf_spec::Digest::sha256_of(&content);
+            match app.registry.manifest_get(name, &reference).await {
+                Ok(old)
+                    if old.digest != new
+                        && old.digest
+                            != wharf_spec::Digest::of(old.digest.algorithm(), &content) =>
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::Denied,
+                        format!(
+                            "tag {tag} already points to {}; moving it needs the overwrite right",
+                            old.digest
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
     let put = app
         .registry
         .manifest_put(name, &reference, content_type.as_deref(), content)

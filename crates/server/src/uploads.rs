@@ -6,9 +6,10 @@ use axum::http::{header, StatusCode};
 use wharf_spec::{validate_repository, Digest, ErrorCode};
 use wharf_store::{MountOutcome, Upload};
 
+use crate::auth::{Actions, Caller};
 use crate::error::{upload_range, ApiError};
 use crate::request::{body_stream, content_range, has_body, header_str, Query};
-use crate::{empty, ApiResult, App};
+use crate::{empty, may, ApiResult, App};
 
 fn upload_accepted(app: &App, name: &str, u: &Upload) -> ApiResult {
     empty(
@@ -35,13 +36,29 @@ fn blob_created(name: &str, digest: &Digest) -> ApiResult {
     )
 }
 
-pub(crate) async fn start(app: &App, name: &str, req: Request) -> ApiResult {
+pub(crate) async fn start(
+    app: &App,
+    name: &str,
+    req: Request,
+    caller: Option<&Caller>,
+) -> ApiResult {
     let q = Query::of(&req);
     if let Some(mount) = q.get("mount") {
         let digest: Digest = mount.parse()?;
         let from = q.get("from").filter(|f| !f.is_empty());
         if let Some(from) = from {
             validate_repository(from)?;
+        }
+        // A mount from a repository the caller cannot read (or, under access control, from
+        // wherever the blob is) must not reveal that the blob exists: it becomes an
+        // ordinary upload, as when the blob is absent.
+        let readable = match from {
+            Some(f) => may(app, caller, f, Actions::PULL),
+            None => may(app, caller, "", Actions::ALL) || app.auth.is_none(),
+        };
+        if !readable {
+            let u = app.registry.upload_start(name).await?;
+            return upload_accepted(app, name, &u);
         }
         return match app.registry.blob_mount(name, &digest, from).await? {
             MountOutcome::Mounted { .. } => blob_created(name, &digest),

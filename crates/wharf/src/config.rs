@@ -84,6 +84,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: FileLimits,
     pub s3: Option<FileS3>,
+    /// Access control; without it the registry is open (and refuses non-loopback addresses
+    /// unless `allow_anonymous`).
+    pub auth: Option<crate::auth_config::FileAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,7 +105,15 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            // One line, not toml's multi-line snippet: where, then what.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+            let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("config file {}:{at} {msg}", path.display())
+        })
     }
 }
 
@@ -122,6 +133,7 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     pub upload_expiry_secs: u64,
     pub upload_expiry_check_secs: u64,
+    pub auth: Option<crate::auth_config::FileAuth>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

@@ -1,6 +1,8 @@
 //! `wharf`: one binary that is both an OCI registry (`wharf serve`) and the client for any
 //! registry (`wharf push`, `pull`, `cp`, ...).
 
+mod admin;
+mod auth_config;
 mod cli;
 mod config;
 mod migrate;
@@ -49,6 +51,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Bring the metadata database to this version's schema.
     Migrate(migrate::MigrateArgs),
+    /// Operator tasks: API keys, password hashes.
+    Admin(admin::AdminArgs),
     /// Log in to a registry; credentials go to Docker's config.json.
     Login(cli::LoginArgs),
     /// Remove a registry's stored credentials.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Admin(args) => admin::run(args),
         Command::Login(a) => return client(cli::block_on(cli::login::login(a))),
         Command::Logout(a) => return client(cli::block_on(cli::login::logout(a))),
         Command::Push(a) => return client(cli::block_on(cli::artifact::push(a))),

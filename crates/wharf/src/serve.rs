@@ -68,6 +68,7 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         shutdown_timeout_secs: l.shutdown_timeout_secs.unwrap_or(30),
         upload_expiry_secs: l.upload_expiry_secs.unwrap_or(24 * 3600),
         upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
+        auth: file.auth.clone(),
     })
 }
 
@@ -81,10 +82,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if !s.listen.ip().is_loopback() && !s.allow_anonymous {
+    if !s.listen.ip().is_loopback() && !s.allow_anonymous && s.auth.is_none() {
         return Err(format!(
             "refusing to serve {} without authentication on a non-loopback address; \
-             pass --allow-anonymous to do it anyway",
+             configure [auth] (see docs/auth.md) or pass --allow-anonymous",
             s.listen
         ));
     }
@@ -127,6 +128,15 @@ async fn serve(s: Settings) -> Result<(), String> {
             }
         }
     });
+    let auth = match &s.auth {
+        Some(a) => Some(std::sync::Arc::new(wharf_server::auth::Auth::new(
+            crate::auth_config::build(a, &s.data_dir)?,
+        ))),
+        None => None,
+    };
+    if auth.is_some() {
+        tracing::info!("access control on");
+    }
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -134,6 +144,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             chunk_min_length: s.chunk_min_length,
             body_idle_timeout: Duration::from_secs(s.body_idle_timeout_secs),
         },
+        auth,
     );
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
@@ -147,11 +158,15 @@ async fn serve(s: Settings) -> Result<(), String> {
         let _ = tcp.set_nodelay(true);
     });
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        // The client's address, for rate-limiting failed logins.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
