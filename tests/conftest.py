@@ -142,7 +142,7 @@ def start_wharf(data_dir, *args, env=None, config=None, listen="127.0.0.1:0"):
     full_env.update(env or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=full_env)
-    m = wait_for_log(log_path, r"serving on (http://[0-9.:]+)", proc)
+    m = wait_for_log(log_path, r"serving on (https?://[0-9.:]+)", proc)
     return Server(proc, m.group(1), log_path, data_dir)
 
 
@@ -239,3 +239,15 @@ def error_code(resp):
     body = resp.json()
     assert isinstance(body.get("errors"), list) and body["errors"], body
     return body["errors"][0]["code"]
+
+
+def assert_config_refused(tmp_path, cases):
+    """Each (config text, phrase): `wharf serve` refuses it with one line naming the phrase."""
+    cfg = tmp_path / "refused.toml"
+    for text, says in cases:
+        cfg.write_text(text)
+        r = subprocess.run([str(WHARF), "serve", "--data-dir", str(tmp_path / "d"), "--config",
+                            str(cfg), "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0 and says in r.stderr, (text, r.stderr)
+        assert r.stderr.strip().count("\n") == 0, r.stderr

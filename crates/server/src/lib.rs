@@ -107,7 +107,8 @@ async fn route(app: &App, req: Request) -> ApiResult {
     let route = Route::parse(req.uri().path())?;
     let m = req.method().clone();
     let ip = client_ip(&req);
-    let caller = authorize(app, &route, &m, req.headers(), ip).await?;
+    let cert = req.extensions().get::<auth::ClientCertificate>();
+    let caller = authorize(app, &route, &m, req.headers(), ip, cert).await?;
     let caller = caller.as_ref();
     let head = m == Method::HEAD;
     match (route, m) {
@@ -159,6 +160,7 @@ async fn authorize(
     m: &Method,
     headers: &axum::http::HeaderMap,
     ip: Option<std::net::IpAddr>,
+    cert: Option<&auth::ClientCertificate>,
 ) -> Result<Option<Caller>, ApiError> {
     let Some(auth) = &app.auth else {
         return Ok(None);
@@ -181,7 +183,7 @@ async fn authorize(
         (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
     };
     let caller = auth
-        .authenticate(headers, ip, &app.registry)
+        .authenticate_with(headers, ip, cert, &app.registry)
         .await
         .map_err(|e| {
             if e.code() == ErrorCode::Unauthorized {

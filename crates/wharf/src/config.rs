@@ -87,6 +87,8 @@ pub struct FileConfig {
     /// Access control; without it the registry is open (and refuses non-loopback addresses
     /// unless `allow_anonymous`).
     pub auth: Option<crate::auth_config::FileAuth>,
+    /// HTTPS (and client certificates) served by Wharf itself.
+    pub tls: Option<crate::tls::FileTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +136,7 @@ pub struct Settings {
     pub upload_expiry_secs: u64,
     pub upload_expiry_check_secs: u64,
     pub auth: Option<crate::auth_config::FileAuth>,
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

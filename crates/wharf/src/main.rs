@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod migrate;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,22 @@ pub struct ServeArgs {
     /// Serve without authentication on a non-loopback address (refused otherwise)
     #[arg(long, env = "WHARF_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
+    /// Serve HTTPS with this PEM certificate (chain); reloaded when the file changes
+    #[arg(
+        long,
+        env = "WHARF_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key
+    #[arg(
+        long,
+        env = "WHARF_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Log filter, e.g. info or wharf_server=debug [default: info]
     #[arg(long, env = "WHARF_LOG", value_name = "FILTER")]
     log: Option<String>,
@@ -69,6 +85,11 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         upload_expiry_secs: l.upload_expiry_secs.unwrap_or(24 * 3600),
         upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
         auth: file.auth.clone(),
+        tls: crate::tls::TlsSettings::from_file(
+            &file.tls.clone().unwrap_or_default(),
+            args.tls_cert.clone(),
+            args.tls_key.clone(),
+        )?,
     })
 }
 
@@ -150,8 +171,14 @@ async fn serve(s: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(tls) = &s.tls {
+        let acceptor = crate::tls::acceptor(tls)?;
+        tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on https://{addr}");
+        let server = tokio::spawn(crate::tls::serve(listener, acceptor, app, stop_rx));
+        return finish(server, stop_tx, s.shutdown_timeout_secs).await;
+    }
+    tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on http://{addr}");
     // Without TCP_NODELAY, a response written as headers then body waits on the client's
     // delayed ACK: ~40 ms per small request.
     let listener = listener.tap_io(|tcp| {
@@ -168,16 +195,25 @@ async fn serve(s: Settings) -> Result<(), String> {
         })
         .await
     });
+    finish(server, stop_tx, s.shutdown_timeout_secs).await
+}
+
+/// Waits for SIGINT or SIGTERM, then lets requests in flight finish, for a bounded time.
+async fn finish(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    shutdown_timeout_secs: u64,
+) -> Result<(), String> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(s.shutdown_timeout_secs), server).await {
+    match tokio::time::timeout(Duration::from_secs(shutdown_timeout_secs), server).await {
         Ok(Ok(Ok(()))) => tracing::info!("stopped"),
         Ok(Ok(Err(e))) => return Err(format!("server failed: {e}")),
         Ok(Err(e)) => return Err(format!("server task failed: {e}")),
         Err(_) => tracing::warn!(
             "requests still running after {}s; stopping anyway (unfinished uploads stay resumable)",
-            s.shutdown_timeout_secs
+            shutdown_timeout_secs
         ),
     }
     Ok(())

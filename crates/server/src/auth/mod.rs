@@ -57,6 +57,11 @@ pub struct Auth {
     failures: ratelimit::Failures,
 }
 
+/// The subject common name of a verified TLS client certificate, put on the request by the
+/// TLS listener; it identifies the caller as the user of that name (mTLS).
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub String);
+
 /// Who is calling, and how they proved it.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -133,8 +138,26 @@ impl Auth {
         ip: Option<IpAddr>,
         registry: &Registry,
     ) -> Result<Caller, ApiError> {
+        self.authenticate_with(headers, ip, None, registry).await
+    }
+
+    /// As [`Auth::authenticate`], with the client certificate's name as the identity when the
+    /// request carries no Authorization header.
+    pub async fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        ip: Option<IpAddr>,
+        cert: Option<&ClientCertificate>,
+        registry: &Registry,
+    ) -> Result<Caller, ApiError> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-            return Ok(Caller::anonymous());
+            return Ok(match cert {
+                Some(c) => Caller {
+                    subject: self.subject_named(&c.0),
+                    token_access: None,
+                },
+                None => Caller::anonymous(),
+            });
         };
         let value = value.to_str().unwrap_or("");
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
