@@ -265,7 +265,10 @@ def test_every_command_has_help_with_examples(cli):
     for cmd in (["login"], ["logout"], ["push"], ["pull"], ["attach"], ["discover"], ["cp"],
                 ["tag"], ["resolve"], ["manifest", "fetch"], ["manifest", "push"],
                 ["manifest", "delete"], ["blob", "fetch"], ["blob", "push"],
-                ["blob", "delete"], ["repo", "ls"], ["repo", "tags"]):
+                ["blob", "delete"], ["repo", "ls"], ["repo", "tags"], ["backup"], ["restore"],
+                ["serve"], ["migrate"], ["admin", "hash-password"],
+                ["admin", "api-key", "create"], ["admin", "api-key", "list"],
+                ["admin", "api-key", "revoke"]):
         out = cli(*cmd, "--help").stdout.decode()
         assert "Examples:" in out and "wharf " + cmd[0] in out, cmd
 

@@ -51,11 +51,15 @@ Use the key with basic auth: the key's name as user name, the secret as password
         store: StoreArgs,
     },
     /// List keys (never their secrets).
+    #[command(after_help = "Examples:\n  wharf admin api-key list --config /etc/wharf/wharf.toml")]
     List {
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Revoke a key; every replica refuses it from the next request on.
+    #[command(
+        after_help = "Examples:\n  wharf admin api-key revoke ci-deploy --metadata-url postgres://wharf@db/wharf"
+    )]
     Revoke {
         name: String,
         #[command(flatten)]
