@@ -281,6 +281,11 @@ def test_tokens_grant_only_what_policies_allow(secured):
     assert [a["name"] for a in claims(anon["token"])["access"]] == ["public/app"]
     # a wrong password gets no token at all
     assert token(s, "reader", "repository:team/app:pull", password="nope").status_code == 401
+    # the OAuth2 POST form is not served, so clients fall back to GET instead of taking an
+    # anonymous token for a successful login
+    r = requests.post(f"{s.url}/token", data={"grant_type": "password", "username": "reader",
+                                              "password": "nope", "service": "wharf"})
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
     # a token does not buy a bigger token
     r = requests.get(f"{s.url}/token", params={"service": "wharf",
                                                "scope": "repository:team/app:pull"},

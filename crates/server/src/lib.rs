@@ -99,6 +99,17 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn route(app: &App, req: Request) -> ApiResult {
     if req.uri().path() == "/token" {
         if let Some(auth) = &app.auth {
+            // Only the GET form of the token protocol. Clients that try the OAuth2 POST
+            // first (docker, containerd) fall back to GET on 405; answering a POST without
+            // reading its form would hand them an anonymous token as if the login worked.
+            if req.method() != Method::GET {
+                return Err(ApiError::new(
+                    ErrorCode::Unsupported,
+                    "the token service answers GET with basic credentials",
+                )
+                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+                .with_header("allow", "GET".into()));
+            }
             let ip = client_ip(&req);
             let query = req.uri().query().unwrap_or("");
             return Ok(auth::issue(auth, &app.registry, req.headers(), query, ip).await);
