@@ -355,6 +355,8 @@ def main():
                          "default, instead of Wharf against Distribution")
     ap.add_argument("--client", action="store_true",
                     help="measure the wharf client commands against skopeo and the oras SDK")
+    ap.add_argument("--auth", action="store_true",
+                    help="measure access-control overhead beside Distribution with htpasswd")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
     if args.scaleout:
@@ -363,6 +365,9 @@ def main():
     if args.client:
         import client
         return client.main(args.quick, args.out)
+    if args.auth:
+        import auth
+        return auth.main(args.quick, args.out)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-", dir=os.environ.get("BENCH_DIR")))
     try:
