@@ -120,6 +120,9 @@ def wait_for_log(path, pattern, proc, timeout=30):
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{text}")
         time.sleep(0.02)
+    # A server that never said it was ready is of no use, and must not outlive the test.
+    proc.kill()
+    proc.wait()
     raise TimeoutError(f"no {pattern!r} in log within {timeout}s:\n{text}")
 
 
