@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use wharf_spec::{ErrorCode, Reference};
+use wharf_spec::Reference;
 use wharf_store::StoreError;
 
 use crate::auth::{Actions, Caller};
@@ -51,32 +51,12 @@ pub(crate) async fn put(
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
         Err(e) => return Err(StoreError::BodyIncomplete(std::io::Error::other(e)).into()),
     };
-    if let Reference::Tag(tag) = &reference {
-        if !may(app, caller, name, Actions::OVERWRITE) {
-            // Moving a tag to other content is a right of its own; re-pushing the same
-            // manifest is not a move.
-            let new = wharf_spec::Digest::sha256_of(&content);
-            match app.registry.manifest_get(name, &reference).await {
-                Ok(old)
-                    if old.digest != new
-                        && old.digest
-                            != wharf_spec::Digest::of(old.digest.algorithm(), &content) =>
-                {
-                    return Err(ApiError::new(
-                        ErrorCode::Denied,
-                        format!(
-                            "tag {tag} already points to {}; moving it needs the overwrite right",
-                            old.digest
-                        ),
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
+    // Moving a tag to other content is a right of its own; the store enforces it in the
+    // transaction that writes the tag (re-pushing the same manifest is not a move).
+    let may_move = may(app, caller, name, Actions::OVERWRITE);
     let put = app
         .registry
-        .manifest_put(name, &reference, content_type.as_deref(), content)
+        .manifest_put_guarded(name, &reference, content_type.as_deref(), content, may_move)
         .await?;
     let mut headers = vec![
         ("location", format!("/v2/{name}/manifests/{}", put.digest)),

@@ -21,6 +21,8 @@ pub enum StoreError {
     ManifestUnknown,
     #[error("manifest references {0}, which is not in this repository")]
     ManifestBlobUnknown(Digest),
+    #[error("tag {0} already points to other content; moving it needs the overwrite right")]
+    TagProtected(String),
     #[error("repository unknown")]
     NameUnknown,
     #[error("manifest is larger than the {limit}-byte limit")]

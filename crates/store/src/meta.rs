@@ -32,6 +32,9 @@ pub struct NewManifest {
     /// Manifests (children of an index) that must exist in the repository.
     pub manifests: Vec<Digest>,
     pub tag: Option<String>,
+    /// Whether `tag` may be moved off another manifest; when not, the put fails with
+    /// [`StoreError::TagProtected`] inside the same transaction, so no race slips a move past.
+    pub tag_may_move: bool,
 }
 
 /// A manifest whose `subject` is some digest, as a referrers listing needs it.

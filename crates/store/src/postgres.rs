@@ -374,10 +374,17 @@ impl MetadataStore for PostgresMetadataStore {
                 .prepare_cached(
                     "INSERT INTO tags (repo, tag, digest, updated_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (repo, tag)
-                     DO UPDATE SET digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at",
+                     DO UPDATE SET digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at
+                     WHERE $5 OR tags.digest = EXCLUDED.digest",
                 )
                 .await?;
-            tx.execute(&st, &[&repo, tag, &digest, &t]).await?;
+            if tx
+                .execute(&st, &[&repo, tag, &digest, &t, &m.tag_may_move])
+                .await?
+                == 0
+            {
+                return Err(StoreError::TagProtected(tag.clone()));
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -44,6 +44,7 @@ pub enum MountOutcome {
     Upload(Upload),
 }
 
+#[derive(Debug)]
 pub struct ManifestPut {
     pub digest: Digest,
     pub subject: Option<Digest>,
@@ -297,6 +298,20 @@ impl Registry {
         content_type: Option<&str>,
         content: Bytes,
     ) -> Result<ManifestPut> {
+        self.manifest_put_guarded(repo, reference, content_type, content, true)
+            .await
+    }
+
+    /// As [`Registry::manifest_put`]; with `tag_may_move` false, a tag that points to other
+    /// content is left alone and the put fails with [`StoreError::TagProtected`].
+    pub async fn manifest_put_guarded(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+        tag_may_move: bool,
+    ) -> Result<ManifestPut> {
         if content.len() > self.limits.max_manifest_size {
             return Err(StoreError::ManifestTooLarge {
                 limit: self.limits.max_manifest_size,
@@ -337,6 +352,7 @@ impl Registry {
                     .map(|d| d.digest.clone())
                     .collect(),
                 tag,
+                tag_may_move,
                 content,
             })
             .await?;

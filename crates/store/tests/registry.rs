@@ -553,3 +553,32 @@ async fn api_keys_create_list_revoke() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_protected_tag_is_not_moved() {
+    for b in backends().await {
+        let r = &b.registry;
+        let config = Digest::sha256_of(b"{}");
+        let layer = Digest::sha256_of(b"five!");
+        r.blob_put("prot", &config, body(&[b"{}"])).await.unwrap();
+        r.blob_put("prot", &layer, body(&[b"five!"])).await.unwrap();
+        let first = image_manifest(&config, &layer, r#","annotations":{"n":"1"}"#);
+        let second = image_manifest(&config, &layer, r#","annotations":{"n":"2"}"#);
+        let tag = Reference::Tag("v1".into());
+        let put =
+            |m: &Bytes, may_move| r.manifest_put_guarded("prot", &tag, None, m.clone(), may_move);
+        put(&first, false).await.unwrap();
+        // the same content again is not a move
+        put(&first, false).await.unwrap();
+        let err = put(&second, false).await;
+        assert!(
+            matches!(err, Err(StoreError::TagProtected(ref t)) if t == "v1"),
+            "{err:?}"
+        );
+        let now = r.manifest_get("prot", &tag).await.unwrap().digest;
+        assert_eq!(now, Digest::sha256_of(&first), "the tag stayed");
+        put(&second, true).await.unwrap();
+        let now = r.manifest_get("prot", &tag).await.unwrap().digest;
+        assert_eq!(now, Digest::sha256_of(&second));
+    }
+}

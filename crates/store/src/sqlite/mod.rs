@@ -379,11 +379,16 @@ impl MetadataStore for SqliteMetadataStore {
                 t
             ])?;
             if let Some(tag) = &m.tag {
-                tx.prepare_cached(
-                    "INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-                )?
-                .execute(params![repo, tag, digest, t])?;
+                let written = tx
+                    .prepare_cached(
+                        "INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at
+                         WHERE ?5 OR tags.digest = excluded.digest",
+                    )?
+                    .execute(params![repo, tag, digest, t, m.tag_may_move])?;
+                if written == 0 {
+                    return Err(StoreError::TagProtected(tag.clone()));
+                }
             }
             Ok(())
         })
