@@ -395,6 +395,13 @@ def test_failed_logins_are_rate_limited(secured):
     assert "authentication failed" in s.server.log()
 
 
+def test_token_service_counts_each_failed_login_once(secured):
+    s = secured
+    codes = [token(s, "reader", "repository:team/app:pull", password="nope").status_code
+             for _ in range(7)]
+    assert codes == [401] * 6 + [429], codes
+
+
 def test_logins_with_real_clients(secured, tmp_path, monkeypatch):
     s = secured
     host = s.server.host

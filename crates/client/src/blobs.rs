@@ -253,42 +253,6 @@ impl Client {
         Ok(())
     }
 
-    /// A small blob (a config, a manifest's companion) read whole, verified.
-    pub async fn fetch_blob_bytes(
-        &self,
-        r: &Reference,
-        d: &Descriptor,
-        limit: usize,
-    ) -> Result<Bytes> {
-        if d.size > limit as u64 {
-            return Err(Error::Invalid(format!(
-                "{}: {} bytes is more than {limit} to read into memory",
-                d.digest, d.size
-            )));
-        }
-        let mut s = self.blob_range(r, &d.digest, 0, u64::MAX).await?;
-        let mut out = bytes::BytesMut::new();
-        while let Some(c) = s.next().await {
-            let c = c?;
-            if out.len() + c.len() > limit {
-                return Err(Error::SizeMismatch {
-                    digest: d.digest.clone(),
-                    expected: d.size,
-                    actual: (out.len() + c.len()) as u64,
-                });
-            }
-            out.extend_from_slice(&c);
-        }
-        let actual = Digest::of(d.digest.algorithm(), &out);
-        if actual != d.digest {
-            return Err(Error::DigestMismatch {
-                expected: d.digest.clone(),
-                actual,
-            });
-        }
-        Ok(out.freeze())
-    }
-
     /// Mounts `d` from repository `from` of the same registry. Returns whether the registry
     /// mounted it; when it did not, nothing was created.
     pub async fn mount_blob(&self, r: &Reference, d: &Digest, from: &str) -> Result<bool> {

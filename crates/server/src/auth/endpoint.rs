@@ -64,8 +64,8 @@ async fn issue_inner(
     let caller = match auth.authenticate(headers, ip, registry).await {
         Ok(c) => c,
         Err(e) => {
+            // authenticate() has counted the failure against the address already.
             if e.code() == ErrorCode::Unauthorized {
-                auth.failed(ip);
                 return Err(ApiError::new(
                     ErrorCode::Unauthorized,
                     "invalid user name or password",

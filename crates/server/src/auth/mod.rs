@@ -409,17 +409,6 @@ impl Auth {
             .unwrap_or("http");
         format!("{proto}://{host}/token")
     }
-
-    /// Records a failed login from `ip` (the token endpoint's own failures).
-    pub(crate) fn failed(&self, ip: Option<IpAddr>) -> bool {
-        match ip {
-            Some(ip) => {
-                self.failures.record(ip);
-                self.failures.blocked(ip)
-            }
-            None => false,
-        }
-    }
 }
 
 fn too_many() -> ApiError {
