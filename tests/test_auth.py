@@ -531,3 +531,18 @@ def test_the_documented_example_works(tmp_path):
     finally:
         s.stop()
 
+
+
+def test_admin_refuses_bad_api_keys(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    store = ["--data-dir", str(tmp_path / "d")]
+    for args, says in [
+        (["bad name!", "--repository", "a/*", "--actions", "pull"], "letters, digits"),
+        (["ok", "--repository", "a/*", "--actions", "fly"], "unknown action"),
+        (["ok", "--repository", "a/***", "--actions", "pull"], "use * or **"),
+        (["ok", "--repository", "a/*", "--actions", "pull", "--expires-in", "soon"], "soon"),
+    ]:
+        r = admin("api-key", "create", *args, *store, env=env)
+        assert r.returncode != 0 and says in r.stderr, (args, r.stderr)
+    r = admin("api-key", "revoke", "never-made", *store, env=env)
+    assert r.returncode != 0 and "no active API key" in r.stderr

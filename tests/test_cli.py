@@ -433,3 +433,26 @@ def test_backup_and_restore_with_referrers(registry, cli, tmp_path, skopeo, form
     # a layout with two tags cannot go to one tag
     p = cli("restore", target, f"{h}/restored/app:one", check=False)
     assert p.returncode == 1 and b"2 tagged manifests" in p.stderr
+
+
+def test_bad_client_arguments_are_one_clear_line(wharf, cli, tmp_path):
+    h = wharf.host
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "ann.json").write_text("[not json")
+    (tmp_path / "other.json").write_text('{"missing.txt": {"a": "b"}}')
+    for args, says in [
+        (["push", f"{h}/x:v1", tmp_path / "f.txt", "--config", "nocolon"], "is not FILE:MEDIATYPE"),
+        (["push", f"{h}/x:v1", tmp_path / "f.txt", "-a", "novalue"], "is not key=value"),
+        (["push", f"{h}/x:v1", tmp_path / "f.txt", "--annotation-file", tmp_path / "ann.json"],
+         "ann.json"),
+        (["push", f"{h}/x:v1", tmp_path / "f.txt", "--annotation-file", tmp_path / "other.json"],
+         "not being pushed"),
+        (["push", f"{h}/x@sha256:" + "a" * 64, tmp_path / "f.txt"], "not a digest"),
+        (["cp", "--platform", "linux", f"{h}/x:v1", f"{h}/y:v1"], "os/architecture"),
+        (["blob", "fetch", f"{h}/x:v1", "-o", tmp_path / "o"], "by digest"),
+        (["push", f"{h}/x:v1", tmp_path / "f.txt", "-u", "only-user"], "--password"),
+    ]:
+        p = cli(*args, check=False)
+        err = p.stderr.decode()
+        assert p.returncode == 1 and says in err, (args, err)
+        assert err.startswith("wharf: error:") and err.count("\n") == 1, err
