@@ -71,6 +71,13 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
 }
 
+impl ApiKeyRecord {
+    /// How a secret is stored and compared: its SHA-256, in lowercase hex.
+    pub fn hash_secret(secret: &str) -> String {
+        Digest::sha256_of(secret.as_bytes()).hex().to_string()
+    }
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// The size of `digest` if it is linked into `repo`.
@@ -127,8 +134,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool>;
 }
 
-/// Seconds since the epoch, for the databases' timestamps.
-pub(crate) fn now() -> i64 {
+/// Seconds since the epoch: the databases' timestamps, and token and key expiry.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -90,13 +90,6 @@ async fn open(store: &StoreArgs) -> Result<std::sync::Arc<dyn MetadataStore>, St
         .0)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -159,12 +152,10 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
             let mut raw = [0u8; 32];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
             let secret = format!("wharf_{}", hex::encode(raw));
-            let created_at = now();
+            let created_at = wharf_store::meta::now();
             let record = ApiKeyRecord {
                 name: name.clone(),
-                secret_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-                    secret.as_bytes(),
-                )),
+                secret_sha256: ApiKeyRecord::hash_secret(&secret),
                 grants,
                 created_at,
                 expires_at: expires_in.map(|d| created_at + d.as_secs() as i64),
@@ -190,7 +181,7 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
                 .api_key_list()
                 .await
                 .map_err(|e| e.to_string())?;
-            let t = now();
+            let t = wharf_store::meta::now();
             for k in keys {
                 let state = match (k.revoked_at, k.expires_at) {
                     (Some(_), _) => "revoked".to_string(),
@@ -208,7 +199,7 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
         ApiKeyCommand::Revoke { name, store } => {
             if open(&store)
                 .await?
-                .api_key_revoke(&name, now())
+                .api_key_revoke(&name, wharf_store::meta::now())
                 .await
                 .map_err(|e| e.to_string())?
             {

@@ -12,7 +12,7 @@ use wharf_store::Registry;
 
 use super::policy::Actions;
 use super::token::{parse_scope, Access, Claims};
-use super::{wharf_now, Auth, Caller, Subject};
+use super::{Auth, Caller, Subject};
 use crate::error::ApiError;
 
 /// Answers a token request; `query` is the raw query string.
@@ -125,7 +125,7 @@ async fn issue_inner(
             _ => {}
         }
     }
-    let now = wharf_now();
+    let now = wharf_store::meta::now();
     let ttl = auth.config.token_ttl.as_secs() as i64;
     let claims = Claims {
         iss: keys.issuer.clone(),
