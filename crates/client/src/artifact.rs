@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use wharf_spec::media_type::{OCI_EMPTY, OCI_MANIFEST};
-use wharf_spec::{Descriptor, Digest, Manifest, ManifestKind};
+use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
+use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind};
 
 use crate::blobs::{BytesSource, FileSource, SharedProgress, Transfer};
 use crate::manifests::descriptor;
@@ -122,7 +122,7 @@ fn now_rfc3339() -> String {
 fn pack_directory(dir: &Path, name: &str) -> Result<(tempfile::NamedTempFile, Digest)> {
     struct HashWriter<W> {
         inner: W,
-        hasher: wharf_spec::Hasher,
+        hasher: wharf_oci::Hasher,
     }
     impl<W: std::io::Write> std::io::Write for HashWriter<W> {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -141,7 +141,7 @@ fn pack_directory(dir: &Path, name: &str) -> Result<(tempfile::NamedTempFile, Di
     );
     let mut tar = tar::Builder::new(HashWriter {
         inner: gz,
-        hasher: wharf_spec::Algorithm::Sha256.hasher(),
+        hasher: wharf_oci::Algorithm::Sha256.hasher(),
     });
     tar.follow_symlinks(false);
     tar.append_dir_all(name, dir)
@@ -386,7 +386,7 @@ pub async fn hash_file(path: &Path) -> Result<(Digest, u64)> {
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut f = std::fs::File::open(&p).map_err(|e| Error::file(&p, e))?;
-        let mut h = wharf_spec::Algorithm::Sha256.hasher();
+        let mut h = wharf_oci::Algorithm::Sha256.hasher();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf).map_err(|e| Error::file(&p, e))?;

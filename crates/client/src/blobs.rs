@@ -12,7 +12,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use wharf_spec::{Descriptor, Digest};
+use wharf_oci::{Descriptor, Digest};
 
 use crate::auth::repository_scope;
 use crate::client::{check, Body};

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::{StreamExt, TryStreamExt};
-use wharf_spec::{Descriptor, Manifest, ManifestKind};
+use wharf_oci::{Descriptor, Manifest, ManifestKind};
 
 use crate::blobs::{RegistrySource, SharedProgress, Transfer};
 use crate::{Client, Error, Reference, Result};
@@ -60,7 +60,7 @@ pub struct CopyOptions {
 pub struct CopyResult {
     pub source: String,
     pub destination: String,
-    pub digest: wharf_spec::Digest,
+    pub digest: wharf_oci::Digest,
     pub media_type: String,
     pub manifests: usize,
     pub blobs: Vec<(Descriptor, Transfer)>,

@@ -1,7 +1,7 @@
 //! The client's one error type. Registry answers keep the spec's error code, so the CLI can
 //! print it and map it to an exit code.
 
-use wharf_spec::Digest;
+use wharf_oci::Digest;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -52,7 +52,7 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Spec(#[from] wharf_spec::SpecError),
+    Spec(#[from] wharf_oci::SpecError),
 }
 
 fn code_suffix(code: &Option<String>, message: &Option<String>) -> String {

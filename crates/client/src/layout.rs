@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use wharf_spec::media_type::OCI_INDEX;
-use wharf_spec::{Descriptor, Digest, Manifest};
+use wharf_oci::media_type::OCI_INDEX;
+use wharf_oci::{Descriptor, Digest, Manifest};
 
 use crate::blobs::{FileSource, SharedProgress, Transfer};
 use crate::{Client, Error, Reference, Result};

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LINK};
 use reqwest::Method;
-use wharf_spec::media_type::{self, essence};
-use wharf_spec::{Descriptor, Digest};
+use wharf_oci::media_type::{self, essence};
+use wharf_oci::{Descriptor, Digest};
 
 use crate::auth::repository_scope;
 use crate::client::{check, Body};
@@ -108,7 +108,7 @@ impl Client {
         let algorithm = r
             .digest
             .as_ref()
-            .map_or(wharf_spec::Algorithm::Sha256, Digest::algorithm);
+            .map_or(wharf_oci::Algorithm::Sha256, Digest::algorithm);
         let digest = Digest::of(algorithm, &bytes);
         if let Some(want) = &r.digest {
             if want != &digest {

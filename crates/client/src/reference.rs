@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use wharf_spec::{validate_repository, validate_tag, Digest};
+use wharf_oci::{validate_repository, validate_tag, Digest};
 
 use crate::{Error, Result};
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::json;
-use wharf_spec::media_type::OCI_INDEX;
-use wharf_spec::{Descriptor, Digest, Manifest};
+use wharf_oci::media_type::OCI_INDEX;
+use wharf_oci::{Descriptor, Digest, Manifest};
 
 use crate::auth::repository_scope;
 use crate::client::{check, Body};

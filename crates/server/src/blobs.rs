@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use wharf_spec::Digest;
+use wharf_oci::Digest;
 
 use crate::request::{byte_range, header_str};
 use crate::{empty, header_value, ApiResult, App};

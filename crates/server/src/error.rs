@@ -4,7 +4,8 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use wharf_spec::{ErrorCode, SpecError};
+use wharf_auth::AuthError;
+use wharf_oci::{ErrorCode, SpecError};
 use wharf_store::StoreError;
 
 #[derive(Debug)]
@@ -103,6 +104,24 @@ impl From<StoreError> for ApiError {
                 ApiError::internal(msg).with_status(StatusCode::INSUFFICIENT_STORAGE)
             }
             StoreError::Io(_) | StoreError::Database(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let msg = e.to_string();
+        match e {
+            AuthError::InvalidCredentials => ApiError::new(ErrorCode::Unauthorized, msg),
+            AuthError::TooManyFailures { retry_after_secs } => {
+                ApiError::new(ErrorCode::TooManyRequests, msg)
+                    .with_header("retry-after", retry_after_secs.to_string())
+            }
+            AuthError::NoTokenService => {
+                ApiError::new(ErrorCode::Unsupported, msg).with_status(StatusCode::NOT_FOUND)
+            }
+            AuthError::WrongService { .. } => ApiError::new(ErrorCode::Denied, msg),
+            AuthError::Config(_) | AuthError::Store(_) => ApiError::internal(msg),
         }
     }
 }

@@ -19,12 +19,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use wharf_spec::ErrorCode;
+use wharf_oci::ErrorCode;
 use wharf_store::Registry;
 
-use crate::auth::{Actions, Auth, Caller, Need};
 use crate::error::ApiError;
 use crate::route::Route;
+use wharf_auth::{Actions, Auth, Caller, Need};
 
 /// Knobs of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -112,7 +112,7 @@ async fn route(app: &App, req: Request) -> ApiResult {
             }
             let ip = client_ip(&req);
             let query = req.uri().query().unwrap_or("");
-            return Ok(auth::issue(auth, &app.registry, req.headers(), query, ip).await);
+            return Ok(auth::issue(auth, req.headers(), query, ip).await);
         }
     }
     let route = Route::parse(req.uri().path())?;
@@ -194,24 +194,16 @@ async fn authorize(
         (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
     };
     let caller = auth
-        .authenticate_with(headers, ip, cert, &app.registry)
+        .authenticate(auth::credentials(headers, cert), ip)
         .await
-        .map_err(|e| {
-            if e.code() == ErrorCode::Unauthorized {
-                auth.challenge(headers, &need)
-            } else {
-                e
-            }
+        .map_err(|e| match e {
+            wharf_auth::AuthError::InvalidCredentials => auth::challenge(auth, headers, &need),
+            e => ApiError::from(e),
         })?;
-    let allowed = match &need {
-        Need::Login => !caller.is_anonymous(),
-        Need::Catalog => auth.may_list_catalog(&caller),
-        Need::Repository(name, a) => auth.rights(&caller, name).contains(*a),
-    };
-    if allowed {
+    if auth.allows(&caller, &need) {
         Ok(Some(caller))
     } else if caller.is_anonymous() {
-        Err(auth.challenge(headers, &need))
+        Err(auth::challenge(auth, headers, &need))
     } else {
         let what = match &need {
             Need::Repository(name, a) => format!("{a} on {name}"),
@@ -221,7 +213,9 @@ async fn authorize(
             ErrorCode::Denied,
             format!("{} may not {what}", caller.subject.id()),
         );
-        Err(auth.insufficient_scope(denied, headers, &need, &caller))
+        Err(auth::insufficient_scope(
+            auth, denied, headers, &need, &caller,
+        ))
     }
 }
 

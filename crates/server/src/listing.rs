@@ -4,12 +4,12 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
-use wharf_spec::{media_type, Descriptor, Digest, ErrorCode};
+use wharf_oci::{media_type, Descriptor, Digest, ErrorCode};
 
-use crate::auth::{Actions, Caller};
 use crate::error::ApiError;
 use crate::request::Query;
 use crate::{header_value, json_response, ApiResult, App};
+use wharf_auth::{Actions, Caller};
 
 /// The page a request asks for: up to `n` entries after `last`.
 struct Page {

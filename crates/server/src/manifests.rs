@@ -5,13 +5,13 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use wharf_spec::Reference;
+use wharf_oci::Reference;
 use wharf_store::StoreError;
 
-use crate::auth::{Actions, Caller};
 use crate::error::ApiError;
 use crate::request::header_str;
 use crate::{empty, header_value, may, ApiResult, App};
+use wharf_auth::{Actions, Caller};
 
 pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> ApiResult {
     let reference: Reference = reference.parse()?;

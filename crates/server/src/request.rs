@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::http::header;
 use futures_util::{StreamExt, TryStreamExt};
 
-use wharf_spec::ErrorCode;
+use wharf_oci::ErrorCode;
 use wharf_store::ByteStream;
 
 use crate::error::ApiError;

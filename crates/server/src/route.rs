@@ -1,7 +1,7 @@
 //! Turns a request path into the endpoint it names. Repository names may contain `/` and even
 //! path segments such as `blobs` or `manifests`, so endpoints are recognised from the end.
 
-use wharf_spec::{validate_repository, ErrorCode};
+use wharf_oci::{validate_repository, ErrorCode};
 
 use crate::error::ApiError;
 

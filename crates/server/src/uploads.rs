@@ -3,13 +3,13 @@
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use wharf_spec::{validate_repository, Digest, ErrorCode};
+use wharf_oci::{validate_repository, Digest, ErrorCode};
 use wharf_store::{MountOutcome, Upload};
 
-use crate::auth::{Actions, Caller};
 use crate::error::{upload_range, ApiError};
 use crate::request::{body_stream, content_range, has_body, header_str, Query};
 use crate::{empty, may, ApiResult, App};
+use wharf_auth::{Actions, Caller};
 
 fn upload_accepted(app: &App, name: &str, u: &Upload) -> ApiResult {
     empty(

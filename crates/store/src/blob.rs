@@ -7,7 +7,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
-use wharf_spec::Digest;
+use wharf_oci::Digest;
 
 use crate::Result;
 

@@ -1,7 +1,7 @@
 //! The storage crate's one error type. It names what went wrong in the registry's terms; the
 //! server maps it to an OCI error code.
 
-use wharf_spec::{Digest, SpecError};
+use wharf_oci::{Digest, SpecError};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -46,5 +46,12 @@ impl From<rusqlite::Error> for StoreError {
 impl From<tokio::task::JoinError> for StoreError {
     fn from(e: tokio::task::JoinError) -> Self {
         StoreError::Io(std::io::Error::other(e))
+    }
+}
+
+/// What access control is told of a store failure: the text, for its logs.
+impl From<StoreError> for wharf_auth::AuthError {
+    fn from(e: StoreError) -> Self {
+        wharf_auth::AuthError::Store(e.to_string())
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use wharf_spec::{Algorithm, Digest, Hasher};
+use wharf_oci::{Algorithm, Digest, Hasher};
 
 use crate::{BlobStore, ByteStream, Result, StoreError, UploadState};
 

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use wharf_spec::{Digest, Reference};
+use wharf_oci::{Digest, Reference};
 
 use crate::{Result, StoreError};
 
@@ -57,27 +57,6 @@ pub struct UploadRecord {
     pub state: Vec<u8>,
 }
 
-/// An API key as stored: never the secret, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    pub name: String,
-    /// Lowercase hex SHA-256 of the secret. Secrets are 256 random bits, so a fast hash is
-    /// enough; a slow one would only cost every request.
-    pub secret_sha256: String,
-    /// What the key may do, as JSON: `[{"repositories": ["team/*"], "actions": ["pull"]}]`.
-    pub grants: String,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-impl ApiKeyRecord {
-    /// How a secret is stored and compared: its SHA-256, in lowercase hex.
-    pub fn hash_secret(secret: &str) -> String {
-        Digest::sha256_of(secret.as_bytes()).hex().to_string()
-    }
-}
-
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// The size of `digest` if it is linked into `repo`.
@@ -123,24 +102,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, in digest order.
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
-
-    /// Stores a new API key; false when a key of that name exists (revoked ones included, so
-    /// a name is never reused for a different secret).
-    async fn api_key_create(&self, key: &ApiKeyRecord) -> Result<bool>;
-    async fn api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>>;
-    /// Every key, by name.
-    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>>;
-    /// Marks a key revoked at `at`; false when there is no such live key.
-    async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool>;
 }
 
-/// Seconds since the epoch: the databases' timestamps, and token and key expiry.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+/// Seconds since the epoch: the databases' timestamps.
+pub use wharf_oci::unix_now as now;
 
 /// A digest read back from a database, which wrote only valid ones.
 pub(crate) fn parse_digest(s: String) -> Result<Digest> {

@@ -9,13 +9,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
-use wharf_spec::{Digest, Reference};
+use wharf_oci::{Digest, Reference};
+
+use wharf_auth::ApiKeyRecord;
 
 use crate::meta::{
-    now, parse_digest, ApiKeyRecord, MetadataStore, NewManifest, ReferrerRecord, StoredManifest,
-    UploadRecord,
+    now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
-use crate::{Result, StoreError};
+use crate::{Result, SchemaVersions, StoreError};
+
+type AuthResult<T> = std::result::Result<T, wharf_auth::AuthError>;
 
 /// Schema versions, applied in order; `wharf_schema.version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -93,13 +96,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-/// Where a database stands relative to this binary's schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SchemaVersions {
-    pub before: usize,
-    pub after: usize,
-}
-
 impl PostgresMetadataStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`). Does not migrate.
     pub fn connect(url: &str) -> Result<PostgresMetadataStore> {
@@ -140,15 +136,9 @@ impl PostgresMetadataStore {
                 0
             }
         };
-        if before > MIGRATIONS.len() {
-            return Err(StoreError::Database(format!(
-                "the database has schema version {before}, newer than this Wharf knows ({}); \
-                 upgrade Wharf",
-                MIGRATIONS.len()
-            )));
-        }
-        for sql in &MIGRATIONS[before..] {
-            tx.batch_execute(sql).await?;
+        let versions = SchemaVersions::check("the database", before, MIGRATIONS.len())?;
+        for i in versions.pending() {
+            tx.batch_execute(MIGRATIONS[i]).await?;
         }
         tx.execute(
             "UPDATE wharf_schema SET version = $1",
@@ -156,10 +146,7 @@ impl PostgresMetadataStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(SchemaVersions {
-            before,
-            after: MIGRATIONS.len(),
-        })
+        Ok(versions)
     }
 }
 
@@ -500,8 +487,10 @@ impl MetadataStore for PostgresMetadataStore {
             })
             .collect()
     }
+}
 
-    async fn api_key_create(&self, k: &ApiKeyRecord) -> Result<bool> {
+impl PostgresMetadataStore {
+    async fn db_api_key_create(&self, k: &ApiKeyRecord) -> Result<bool> {
         let c = self.pool.get().await?;
         let st = c
             .prepare_cached(
@@ -524,7 +513,7 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(n > 0)
     }
 
-    async fn api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
+    async fn db_api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
         let c = self.pool.get().await?;
         let st = c
             .prepare_cached(&format!("{API_KEY_COLUMNS} WHERE name = $1"))
@@ -532,7 +521,7 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(c.query_opt(&st, &[&name]).await?.map(|r| api_key_row(&r)))
     }
 
-    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+    async fn db_api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
         let c = self.pool.get().await?;
         let st = c
             .prepare_cached(&format!("{API_KEY_COLUMNS} ORDER BY name"))
@@ -540,7 +529,7 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(c.query(&st, &[]).await?.iter().map(api_key_row).collect())
     }
 
-    async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
+    async fn db_api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
         let c = self.pool.get().await?;
         let st = c
             .prepare_cached(
@@ -548,6 +537,23 @@ impl MetadataStore for PostgresMetadataStore {
             )
             .await?;
         Ok(c.execute(&st, &[&name, &at]).await? > 0)
+    }
+}
+
+/// API keys live in the metadata database; access control reads them through its own trait.
+#[async_trait]
+impl wharf_auth::ApiKeyStore for PostgresMetadataStore {
+    async fn api_key_create(&self, key: &ApiKeyRecord) -> AuthResult<bool> {
+        Ok(self.db_api_key_create(key).await?)
+    }
+    async fn api_key_get(&self, name: &str) -> AuthResult<Option<ApiKeyRecord>> {
+        Ok(self.db_api_key_get(name).await?)
+    }
+    async fn api_key_list(&self) -> AuthResult<Vec<ApiKeyRecord>> {
+        Ok(self.db_api_key_list().await?)
+    }
+    async fn api_key_revoke(&self, name: &str, at: i64) -> AuthResult<bool> {
+        Ok(self.db_api_key_revoke(name, at).await?)
     }
 }
 

@@ -9,8 +9,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wharf_spec::manifest::ManifestKind;
-use wharf_spec::{Descriptor, Digest, Manifest, Reference};
+use wharf_oci::manifest::ManifestKind;
+use wharf_oci::{Descriptor, Digest, Manifest, Reference};
 
 use crate::meta::{MetadataStore, NewManifest, StoredManifest, UploadRecord};
 use crate::{BlobStore, ByteStream, Result, StoreError};
@@ -441,6 +441,6 @@ impl Registry {
 /// The tag under which the referrers tag schema keeps the index of `subject`'s referrers.
 pub fn referrers_tag(subject: &Digest) -> String {
     let mut t = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
-    t.truncate(wharf_spec::name::MAX_TAG_LEN);
+    t.truncate(wharf_oci::name::MAX_TAG_LEN);
     t
 }

@@ -19,7 +19,7 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use wharf_spec::{Digest, Hasher};
+use wharf_oci::{Digest, Hasher};
 
 use crate::{BlobStore, ByteStream, Result, StoreError, UploadState};
 
@@ -145,7 +145,7 @@ impl S3BlobStore {
         Ok(())
     }
 
-    async fn create(&self, id: &str, alg: wharf_spec::Algorithm) -> Result<UploadState> {
+    async fn create(&self, id: &str, alg: wharf_oci::Algorithm) -> Result<UploadState> {
         let key = upload_key(id)?;
         let multipart = self.s3.create_multipart(&key).await.map_err(s3_error)?;
         let st = S3UploadState {
@@ -240,7 +240,7 @@ impl BlobStore for S3BlobStore {
 
     async fn upload_create(&self, id: &str) -> Result<UploadState> {
         // Clients name the digest only when closing; sha256 is what they use.
-        self.create(id, wharf_spec::Algorithm::Sha256).await
+        self.create(id, wharf_oci::Algorithm::Sha256).await
     }
 
     async fn upload_append(

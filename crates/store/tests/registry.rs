@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream;
-use wharf_spec::{Digest, Reference};
+use wharf_oci::{Digest, Reference};
 use wharf_store::{
     ByteStream, FsBlobStore, Limits, MountOutcome, PostgresMetadataStore, Registry, S3BlobStore,
     S3Config, SqliteMetadataStore, StoreError,
@@ -14,6 +14,7 @@ use wharf_store::{
 struct Backend {
     _dir: tempfile::TempDir,
     registry: Registry,
+    api_keys: Arc<dyn wharf_auth::ApiKeyStore>,
 }
 
 /// The bucket tests/run started, with the credentials object_store reads from AWS_*.
@@ -70,27 +71,32 @@ async fn backends() -> Vec<Backend> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let blobs = FsBlobStore::open(dir.path().join("blobs")).unwrap();
-    let meta = SqliteMetadataStore::open(dir.path().join("meta.db")).unwrap();
+    let meta = Arc::new(SqliteMetadataStore::open(dir.path().join("meta.db")).unwrap());
     out.push(Backend {
-        registry: Registry::new(Arc::new(blobs), Arc::new(meta), Limits::default()),
+        registry: Registry::new(Arc::new(blobs), meta.clone(), Limits::default()),
+        api_keys: meta,
         _dir: dir,
     });
     if let Some(pg) = fresh_postgres().await {
         let dir = tempfile::tempdir().unwrap();
         let blobs = FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        let pg = Arc::new(pg);
         out.push(Backend {
-            registry: Registry::new(Arc::new(blobs), Arc::new(pg), Limits::default()),
+            registry: Registry::new(Arc::new(blobs), pg.clone(), Limits::default()),
+            api_keys: pg,
             _dir: dir,
         });
     }
     // The scale-out pair: PostgreSQL metadata, S3 blobs.
     if let (Some(pg), Some(bucket)) = (fresh_postgres().await, test_bucket()) {
+        let pg = Arc::new(pg);
         out.push(Backend {
             registry: Registry::new(
                 Arc::new(S3BlobStore::new(&bucket).unwrap()),
-                Arc::new(pg),
+                pg.clone(),
                 Limits::default(),
             ),
+            api_keys: pg,
             _dir: tempfile::tempdir().unwrap(),
         });
     }
@@ -212,7 +218,7 @@ async fn digest_mismatch_stores_nothing() {
 async fn sha512_uploads() {
     for b in backends().await {
         let r = &b.registry;
-        let d = Digest::of(wharf_spec::Algorithm::Sha512, b"five!");
+        let d = Digest::of(wharf_oci::Algorithm::Sha512, b"five!");
         r.blob_put("mono", &d, body(&[b"five!"])).await.unwrap();
         assert_eq!(read_all(r, &d, 5).await, b"five!");
         let u = r.upload_start("repo").await.unwrap();
@@ -221,7 +227,7 @@ async fn sha512_uploads() {
             .unwrap();
         // A chunked session hashes as sha256; a sha512 close is verified another way, and a
         // wrong sha512 digest is still refused with the session left open.
-        let wrong = Digest::of(wharf_spec::Algorithm::Sha512, b"five?");
+        let wrong = Digest::of(wharf_oci::Algorithm::Sha512, b"five?");
         let err = r.upload_finish("repo", &u.id, &wrong, None).await;
         assert!(
             matches!(err, Err(StoreError::DigestMismatch { .. })),
@@ -513,8 +519,8 @@ async fn a_failing_write_among_concurrent_ones_fails_alone() {
 #[tokio::test]
 async fn api_keys_create_list_revoke() {
     for b in backends().await {
-        let m = b.registry.metadata();
-        let key = |name: &str| wharf_store::ApiKeyRecord {
+        let m = &b.api_keys;
+        let key = |name: &str| wharf_auth::ApiKeyRecord {
             name: name.into(),
             secret_sha256: "ab".repeat(32),
             grants: r#"[{"repositories":["team/*"],"actions":["pull"]}]"#.into(),

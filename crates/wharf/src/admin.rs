@@ -4,10 +4,11 @@
 use std::io::{BufRead, IsTerminal};
 
 use clap::{Args, Subcommand};
-use wharf_server::auth::{parse_grants, Actions, Pattern};
-use wharf_store::{ApiKeyRecord, MetadataLocation, MetadataStore};
+use std::sync::Arc;
 
-use crate::config::{StoreArgs, DEFAULT_DATA_DIR};
+use wharf_auth::{ApiKeyRecord, ApiKeyStore};
+
+use crate::config::StoreArgs;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -73,36 +74,13 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
-async fn open(store: &StoreArgs) -> Result<std::sync::Arc<dyn MetadataStore>, String> {
+async fn open(store: &StoreArgs) -> Result<Arc<dyn ApiKeyStore>, String> {
     let file = store.file_config()?;
-    let data_dir = store
-        .data_dir
-        .clone()
-        .or(file.data_dir)
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let url = store.metadata_url.clone().or(file.metadata_url);
-    let location =
-        MetadataLocation::choose(&data_dir, url.as_deref()).map_err(|e| e.to_string())?;
-    Ok(location
-        .open()
+    let config = store.store_config(&file)?;
+    Ok(wharf_store::open_metadata(&config.metadata)
         .await
         .map_err(|e| format!("cannot open the metadata store: {e}"))?
-        .0)
-}
-
-fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "key name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
-        ))
-    }
+        .api_keys)
 }
 
 pub fn run(args: AdminArgs) -> Result<(), String> {
@@ -125,7 +103,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
             if pw.is_empty() {
                 return Err("the password is empty".into());
             }
-            println!("{}", bcrypt::hash(pw, cost).map_err(|e| e.to_string())?);
+            println!("{}", wharf_auth::hash_password(pw, cost)?);
             Ok(())
         }
         AdminCommand::ApiKey(cmd) => rt.block_on(api_key(*cmd)),
@@ -141,18 +119,10 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
             expires_in,
             store,
         } => {
-            validate_name(&name)?;
-            for r in &repositories {
-                Pattern::new(r)?;
-            }
-            Actions::parse(actions.iter().map(String::as_str))?;
-            let grants = serde_json::json!([{ "repositories": repositories, "actions": actions }])
-                .to_string();
-            parse_grants(&grants)?;
-            let mut raw = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
-            let secret = format!("wharf_{}", hex::encode(raw));
-            let created_at = wharf_store::meta::now();
+            wharf_auth::validate_name(&name).map_err(|e| e.to_string())?;
+            let grants = wharf_auth::grants_json(&repositories, &actions)?;
+            let secret = wharf_auth::generate_secret();
+            let created_at = wharf_oci::unix_now();
             let record = ApiKeyRecord {
                 name: name.clone(),
                 secret_sha256: ApiKeyRecord::hash_secret(&secret),
@@ -181,7 +151,7 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
                 .api_key_list()
                 .await
                 .map_err(|e| e.to_string())?;
-            let t = wharf_store::meta::now();
+            let t = wharf_oci::unix_now();
             for k in keys {
                 let state = match (k.revoked_at, k.expires_at) {
                     (Some(_), _) => "revoked".to_string(),
@@ -199,7 +169,7 @@ async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {
         ApiKeyCommand::Revoke { name, store } => {
             if open(&store)
                 .await?
-                .api_key_revoke(&name, wharf_store::meta::now())
+                .api_key_revoke(&name, wharf_oci::unix_now())
                 .await
                 .map_err(|e| e.to_string())?
             {

@@ -9,9 +9,7 @@ use std::time::Duration;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use serde::Deserialize;
-use wharf_server::auth::{
-    parse_htpasswd, Actions, AuthConfig, Pattern, Policies, Policy, TokenKeys, User,
-};
+use wharf_auth::{parse_htpasswd, Actions, AuthConfig, Pattern, Policies, Policy, TokenKeys, User};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,11 +133,14 @@ pub fn build(a: &FileAuth, data_dir: &Path) -> Result<AuthConfig, String> {
             .token_key
             .clone()
             .unwrap_or_else(|| data_dir.join("token-key.pem"));
-        Some(TokenKeys::new(
-            load_or_create_key(&path)?,
-            a.issuer.clone().unwrap_or_else(|| "wharf".into()),
-            a.service.clone().unwrap_or_else(|| "wharf".into()),
-        ))
+        Some(
+            TokenKeys::new(
+                load_or_create_key(&path)?,
+                a.issuer.clone().unwrap_or_else(|| "wharf".into()),
+                a.service.clone().unwrap_or_else(|| "wharf".into()),
+            )
+            .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wharf_store::{BlobLocation, S3Config};
+use wharf_store::{BlobLocation, StoreConfig};
 
 /// Where the registry keeps its data; shared by every command that opens the store.
 #[derive(clap::Args, Debug, Clone)]
@@ -38,12 +38,34 @@ impl StoreArgs {
         }
     }
 
+    /// The data directory: flag or `WHARF_DATA_DIR`, else the file's, else the default.
+    pub fn data_dir(&self, file: &FileConfig) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into())
+    }
+
+    /// Where the registry's metadata and blobs are, from flags, environment and file: the
+    /// one place every command that opens the store settles it.
+    pub fn store_config(&self, file: &FileConfig) -> Result<StoreConfig, String> {
+        let data_dir = self.data_dir(file);
+        let url = self.metadata_url.clone().or(file.metadata_url.clone());
+        let mut config = StoreConfig::new(&data_dir, url.as_deref()).map_err(|e| e.to_string())?;
+        config.blobs = self.blob_location(file, &data_dir)?;
+        if let Some(max) = file.limits.max_manifest_size {
+            config.limits.max_manifest_size = max;
+        }
+        Ok(config)
+    }
+
     /// Where blobs live: S3 when a bucket is named (flag, env or file), else `data_dir`.
     /// S3 credentials come from the file or the usual AWS_* variables.
-    pub fn blob_location(&self, file: &FileConfig, data_dir: &Path) -> BlobLocation {
+    fn blob_location(&self, file: &FileConfig, data_dir: &Path) -> Result<BlobLocation, String> {
         let f = file.s3.clone().unwrap_or_default();
         match self.s3_bucket.clone().or(f.bucket) {
-            Some(bucket) => BlobLocation::S3(S3Config {
+            #[cfg(feature = "s3")]
+            Some(bucket) => Ok(BlobLocation::S3(wharf_store::S3Config {
                 bucket,
                 endpoint: self.s3_endpoint.clone().or(f.endpoint),
                 region: self.s3_region.clone().or(f.region),
@@ -52,8 +74,10 @@ impl StoreArgs {
                 presigned_redirect: f
                     .presigned_redirect_secs
                     .map(std::time::Duration::from_secs),
-            }),
-            None => BlobLocation::Filesystem(data_dir.to_path_buf()),
+            })),
+            #[cfg(not(feature = "s3"))]
+            Some(_) => Err("this Wharf was built without S3 support (the `s3` feature)".into()),
+            None => Ok(BlobLocation::Filesystem(data_dir.to_path_buf())),
         }
     }
 }
@@ -61,6 +85,7 @@ impl StoreArgs {
 /// The `[s3]` table of the configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub struct FileS3 {
     pub bucket: Option<String>,
     pub endpoint: Option<String>,
@@ -124,11 +149,9 @@ impl FileConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub blobs: BlobLocation,
-    pub metadata_url: Option<String>,
+    pub store: StoreConfig,
     pub allow_anonymous: bool,
     pub log: String,
-    pub max_manifest_size: usize,
     pub max_page_size: usize,
     pub chunk_min_length: u64,
     pub body_idle_timeout_secs: u64,

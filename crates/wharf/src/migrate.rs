@@ -2,10 +2,8 @@
 //! the same at start; this command lets an operator do it first, on its own, before rolling
 //! out new replicas.
 
+use crate::config::StoreArgs;
 use clap::Args;
-use wharf_store::MetadataLocation;
-
-use crate::config::{StoreArgs, DEFAULT_DATA_DIR};
 
 #[derive(Args)]
 #[command(
@@ -18,22 +16,15 @@ pub struct MigrateArgs {
 
 pub fn run(args: MigrateArgs) -> Result<(), String> {
     let file = args.store.file_config()?;
-    let data_dir = args
-        .store
-        .data_dir
-        .clone()
-        .or(file.data_dir)
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let url = args.store.metadata_url.clone().or(file.metadata_url);
-    let location =
-        MetadataLocation::choose(&data_dir, url.as_deref()).map_err(|e| e.to_string())?;
+    let config = args.store.store_config(&file)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let (_, v) = runtime
-        .block_on(location.open())
-        .map_err(|e| format!("cannot migrate the metadata store: {e}"))?;
+    let v = runtime
+        .block_on(wharf_store::open_metadata(&config.metadata))
+        .map_err(|e| format!("cannot migrate the metadata store: {e}"))?
+        .schema;
     if v.before == v.after {
         println!("metadata schema is current (version {})", v.after);
     } else {

@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use wharf_server::ServerOptions;
-use wharf_store::{Limits, MetadataLocation};
 
-use crate::config::{Settings, StoreArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use crate::config::{Settings, StoreArgs, DEFAULT_LISTEN};
 
 #[derive(Args)]
 #[command(
@@ -49,18 +48,8 @@ pub struct ServeArgs {
 
 fn settle(args: ServeArgs) -> Result<Settings, String> {
     let file = args.store.file_config()?;
-    let metadata_url = args
-        .store
-        .metadata_url
-        .clone()
-        .or(file.metadata_url.clone());
-    let data_dir: PathBuf = args
-        .store
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let blobs = args.store.blob_location(&file, &data_dir);
+    let data_dir = args.store.data_dir(&file);
+    let store = args.store.store_config(&file)?;
     let l = &file.limits;
     let d = ServerOptions::default();
     Ok(Settings {
@@ -69,13 +58,9 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
         data_dir,
-        blobs,
-        metadata_url,
+        store,
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
         log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
-        max_manifest_size: l
-            .max_manifest_size
-            .unwrap_or(Limits::default().max_manifest_size),
         max_page_size: l.max_page_size.unwrap_or(d.max_page_size),
         chunk_min_length: l.chunk_min_length.unwrap_or(d.chunk_min_length),
         body_idle_timeout_secs: l
@@ -110,7 +95,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             s.listen
         ));
     }
-    if s.max_page_size == 0 || s.max_manifest_size == 0 {
+    if s.max_page_size == 0 || s.store.limits.max_manifest_size == 0 {
         return Err("limits.max_page_size and limits.max_manifest_size must be positive".into());
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -121,19 +106,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(s: Settings) -> Result<(), String> {
-    let metadata = MetadataLocation::choose(&s.data_dir, s.metadata_url.as_deref())
-        .map_err(|e| e.to_string())?;
-    let (registry, orphans) = wharf_store::open_registry(
-        &s.blobs,
-        &metadata,
-        Limits {
-            max_manifest_size: s.max_manifest_size,
-        },
-    )
-    .await
-    .map_err(|e| format!("cannot open the store in {}: {e}", s.data_dir.display()))?;
-    if orphans > 0 {
-        tracing::info!(orphans, "discarded upload files that no session names");
+    let opened = wharf_store::open(&s.store)
+        .await
+        .map_err(|e| format!("cannot open the store in {}: {e}", s.data_dir.display()))?;
+    let registry = opened.registry;
+    if opened.orphans > 0 {
+        tracing::info!(
+            orphans = opened.orphans,
+            "discarded upload files that no session names"
+        );
     }
     let expiry = (
         registry.clone(),
@@ -150,8 +131,9 @@ async fn serve(s: Settings) -> Result<(), String> {
         }
     });
     let auth = match &s.auth {
-        Some(a) => Some(std::sync::Arc::new(wharf_server::auth::Auth::new(
+        Some(a) => Some(std::sync::Arc::new(wharf_auth::Auth::new(
             crate::auth_config::build(a, &s.data_dir)?,
+            opened.api_keys,
         ))),
         None => None,
     };

@@ -14,13 +14,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use wharf_spec::{Digest, Reference};
+use wharf_oci::{Digest, Reference};
+
+use wharf_auth::ApiKeyRecord;
 
 use crate::meta::{
-    now, parse_digest, ApiKeyRecord, MetadataStore, NewManifest, ReferrerRecord, StoredManifest,
-    UploadRecord,
+    now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
 use crate::{Result, SchemaVersions, StoreError};
+
+type AuthResult<T> = std::result::Result<T, wharf_auth::AuthError>;
 
 mod schema;
 use schema::MIGRATIONS;
@@ -97,20 +100,11 @@ impl SqliteMetadataStore {
         let path = path.into();
         let mut conn = open_connection(&path)?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Database(format!(
-                "{} has schema version {version}, newer than this Wharf knows ({}); upgrade Wharf",
-                path.display(),
-                MIGRATIONS.len()
-            )));
-        }
-        let versions = SchemaVersions {
-            before: version,
-            after: MIGRATIONS.len(),
-        };
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let versions =
+            SchemaVersions::check(&path.display().to_string(), version, MIGRATIONS.len())?;
+        for i in versions.pending() {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
+            tx.execute_batch(MIGRATIONS[i])?;
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
@@ -527,8 +521,10 @@ impl MetadataStore for SqliteMetadataStore {
         })
         .await
     }
+}
 
-    async fn api_key_create(&self, key: &ApiKeyRecord) -> Result<bool> {
+impl SqliteMetadataStore {
+    async fn db_api_key_create(&self, key: &ApiKeyRecord) -> Result<bool> {
         let k = key.clone();
         self.write(move |tx| {
             Ok(tx
@@ -542,7 +538,7 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
+    async fn db_api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
         let name = name.to_string();
         self.read(move |c| {
             Ok(
@@ -555,7 +551,7 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
+    async fn db_api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
         self.read(move |c| {
             Ok(
                 c.prepare_cached(&format!("{API_KEY_COLUMNS} ORDER BY name"))?
@@ -566,7 +562,7 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
+    async fn db_api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
         let name = name.to_string();
         self.write(move |tx| {
             Ok(tx
@@ -577,6 +573,23 @@ impl MetadataStore for SqliteMetadataStore {
                 > 0)
         })
         .await
+    }
+}
+
+/// API keys live in the metadata database; access control reads them through its own trait.
+#[async_trait]
+impl wharf_auth::ApiKeyStore for SqliteMetadataStore {
+    async fn api_key_create(&self, key: &ApiKeyRecord) -> AuthResult<bool> {
+        Ok(self.db_api_key_create(key).await?)
+    }
+    async fn api_key_get(&self, name: &str) -> AuthResult<Option<ApiKeyRecord>> {
+        Ok(self.db_api_key_get(name).await?)
+    }
+    async fn api_key_list(&self) -> AuthResult<Vec<ApiKeyRecord>> {
+        Ok(self.db_api_key_list().await?)
+    }
+    async fn api_key_revoke(&self, name: &str, at: i64) -> AuthResult<bool> {
+        Ok(self.db_api_key_revoke(name, at).await?)
     }
 }
 

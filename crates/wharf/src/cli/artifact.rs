@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use wharf_client::artifact::{PushFile, PushRequest};
 use wharf_client::copy::{CopyOptions, Platform};
 use wharf_client::{Client, Error, Reference};
-use wharf_spec::Descriptor;
+use wharf_oci::Descriptor;
 
 use super::output::emit;
 use super::{parse_annotations, parse_ref_with_tags, progress, ClientArgs};

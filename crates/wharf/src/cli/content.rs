@@ -136,7 +136,7 @@ pub enum RepoCommand {
     },
 }
 
-fn needs_digest(r: &Reference) -> Result<wharf_spec::Digest, Error> {
+fn needs_digest(r: &Reference) -> Result<wharf_oci::Digest, Error> {
     r.digest.clone().ok_or_else(|| {
         Error::Invalid(format!(
             "{r}: name the blob by digest (REPOSITORY@sha256:...)"
@@ -230,7 +230,7 @@ pub async fn manifest(cmd: ManifestCommand) -> Result<(), Error> {
                 })?;
             let bytes = Bytes::from(bytes);
             let has_subject =
-                wharf_spec::Manifest::parse(Some(&mt), &bytes).is_ok_and(|m| m.subject.is_some());
+                wharf_oci::Manifest::parse(Some(&mt), &bytes).is_ok_and(|m| m.subject.is_some());
             let digest = if has_subject {
                 c.put_referrer(&r, &mt, bytes).await?
             } else {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Progress, SharedProgress, Transfer};
-use wharf_spec::Descriptor;
+use wharf_oci::Descriptor;
 
 use super::{ClientArgs, Format};
 

@@ -13,3 +13,11 @@ pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, SpecError};
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use name::{validate_repository, validate_tag, Reference, MAX_NAME_LEN};
+
+/// Seconds since the Unix epoch: the timestamps of the databases, tokens and API keys.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,12 +1,14 @@
 //! The Docker registry token format: ES256 JWTs listing the access they grant, signed by the
 //! registry's own key (the token service and the API are the same program, so one key signs
-//! and verifies).
+//! and verifies). The JOSE work is `jsonwebtoken`'s; the claim rules (expiry against a given
+//! clock, audience, issuer) are ours, so every replica applies the same ones.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::EncodePrivateKey;
 use serde::{Deserialize, Serialize};
+
+use crate::AuthError;
 
 /// One entry of a token's `access` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,19 +32,11 @@ pub struct Claims {
     pub access: Vec<Access>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kid: Option<String>,
-}
-
 /// Signs and verifies tokens.
 pub struct TokenKeys {
-    signing: SigningKey,
-    verifying: VerifyingKey,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
     kid: String,
     pub issuer: String,
     pub service: String,
@@ -59,66 +53,65 @@ pub enum TokenError {
     WrongIssuer,
 }
 
+/// Leeway for the clocks of replicas that disagree slightly.
+const NOT_BEFORE_LEEWAY_SECS: i64 = 30;
+
 impl TokenKeys {
-    pub fn new(signing: SigningKey, issuer: String, service: String) -> TokenKeys {
-        let verifying = *signing.verifying_key();
-        let point = verifying.to_encoded_point(true);
-        let kid = hex::encode(&sha2_256(point.as_bytes())[..16]);
-        TokenKeys {
-            signing,
-            verifying,
+    pub fn new(
+        signing: SigningKey,
+        issuer: String,
+        service: String,
+    ) -> Result<TokenKeys, AuthError> {
+        let der = signing
+            .to_pkcs8_der()
+            .map_err(|e| AuthError::Config(format!("encoding the token key: {e}")))?;
+        let encoding = EncodingKey::from_ec_der(der.as_bytes());
+        let point = signing.verifying_key().to_encoded_point(false);
+        let (x, y) = (
+            point.x().expect("an uncompressed point has x"),
+            point.y().expect("an uncompressed point has y"),
+        );
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let decoding = DecodingKey::from_ec_components(&b64.encode(x), &b64.encode(y))
+            .map_err(|e| AuthError::Config(format!("the token key's public half: {e}")))?;
+        // Only ES256: a token claiming "none" or HS256 is never accepted. Time, audience and
+        // issuer are checked in `verify` against the caller's clock.
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let compressed = signing.verifying_key().to_encoded_point(true);
+        let kid = hex::encode(&sha256(compressed.as_bytes())[..16]);
+        Ok(TokenKeys {
+            encoding,
+            decoding,
+            validation,
             kid,
             issuer,
             service,
-        }
+        })
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
-        let header = Header {
-            alg: "ES256".into(),
-            typ: Some("JWT".into()),
-            kid: Some(self.kid.clone()),
-        };
-        let input = format!(
-            "{}.{}",
-            B64.encode(serde_json::to_vec(&header).expect("header serialises")),
-            B64.encode(serde_json::to_vec(claims).expect("claims serialise"))
-        );
-        let sig: Signature = self.signing.sign(input.as_bytes());
-        format!("{input}.{}", B64.encode(sig.to_bytes()))
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("JWT".into());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("ES256 signing cannot fail")
     }
 
-    /// The claims of a token this registry signed, if it is valid now.
+    /// The claims of a token this registry signed, if it is valid at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: Header = B64
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        // Only our algorithm: a token claiming "none" or HS256 is never accepted.
-        if header.alg != "ES256" {
-            return Err(TokenError::BadSignature);
-        }
-        let sig = B64
-            .decode(s)
-            .ok()
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        let signed = &token[..h.len() + 1 + c.len()];
-        self.verifying
-            .verify(signed.as_bytes(), &sig)
-            .map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = B64
-            .decode(c)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
+        use jsonwebtoken::errors::ErrorKind;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidAlgorithmName => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            })?
+            .claims;
         if claims.aud != self.service {
             return Err(TokenError::WrongAudience);
         }
@@ -128,15 +121,14 @@ impl TokenKeys {
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
-        // A little leeway for clocks of replicas that disagree slightly.
-        if claims.nbf > now + 30 {
+        if claims.nbf > now + NOT_BEFORE_LEEWAY_SECS {
             return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
 }
 
-fn sha2_256(b: &[u8]) -> [u8; 32] {
+fn sha256(b: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(b).into()
 }
@@ -163,10 +155,12 @@ pub fn parse_scope(scope: &str) -> Option<(String, String, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
 
     fn keys(seed: u8) -> TokenKeys {
         let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
-        TokenKeys::new(sk, "wharf".into(), "registry".into())
+        TokenKeys::new(sk, "wharf".into(), "registry".into()).unwrap()
     }
 
     fn claims(exp: i64) -> Claims {
@@ -209,13 +203,17 @@ mod tests {
         // alg none
         let none = format!("{}.{}.", B64.encode(br#"{"alg":"none"}"#), parts[1]);
         assert!(k.verify(&none, 50).is_err());
+        // HS256 signed with the public key as the secret (algorithm confusion)
+        let hs = format!("{}.{}.AAAA", B64.encode(br#"{"alg":"HS256"}"#), parts[1]);
+        assert!(k.verify(&hs, 50).is_err());
         assert_eq!(k.verify("a.b", 50).unwrap_err(), TokenError::Malformed);
         // other audience or issuer
         let other = TokenKeys::new(
             SigningKey::from_slice(&[7; 32]).unwrap(),
             "wharf".into(),
             "elsewhere".into(),
-        );
+        )
+        .unwrap();
         assert_eq!(other.verify(&t, 50).unwrap_err(), TokenError::WrongAudience);
     }
 
