@@ -147,89 +147,33 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// An incremental SHA-256 or SHA-512 whose state can be saved ([`Hasher::to_bytes`]) and
 /// restored ([`Hasher::from_bytes`]), so that an upload can continue hashing on another
-/// process without reading back what it already received. Built on the block functions of
-/// `sha2` (hardware-accelerated where the CPU allows); only padding and buffering are ours.
+/// process without reading back what it already received. The hashing and its saved state are
+/// `sha2`'s (hardware-accelerated where the CPU allows); only the framing is ours.
 #[derive(Clone)]
 pub struct Hasher {
     state: State,
-    /// Bytes of an incomplete block.
-    buf: [u8; 128],
-    buf_len: usize,
     /// Total bytes hashed.
-    len: u128,
+    len: u64,
 }
 
 #[derive(Clone)]
 enum State {
-    Sha256([u32; 8]),
-    Sha512([u64; 8]),
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
 }
 
-const SHA256_IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
-const SHA512_IV: [u64; 8] = [
-    0x6a09e667f3bcc908,
-    0xbb67ae8584caa73b,
-    0x3c6ef372fe94f82b,
-    0xa54ff53a5f1d36f1,
-    0x510e527fade682d1,
-    0x9b05688c2b3e6c1f,
-    0x1f83d9abfb41bd6b,
-    0x5be0cd19137e2179,
-];
-const STATE_FORMAT: u8 = 1;
-
-impl State {
-    fn block_len(&self) -> usize {
-        match self {
-            State::Sha256(_) => 64,
-            State::Sha512(_) => 128,
-        }
-    }
-
-    /// Compresses `blocks`, whose length is a multiple of the block size, in one call so the
-    /// accelerated code sees long runs.
-    fn compress(&mut self, blocks: &[u8]) {
-        use sha2::digest::generic_array::typenum::{U128, U64};
-        use sha2::digest::generic_array::GenericArray;
-        match self {
-            State::Sha256(s) => {
-                debug_assert_eq!(blocks.len() % 64, 0);
-                // SAFETY: GenericArray<u8, U64> is repr(transparent) over 64 bytes (size 64,
-                // align 1), so a run of n*64 bytes is a run of n such arrays.
-                let b = unsafe {
-                    std::slice::from_raw_parts(
-                        blocks.as_ptr() as *const GenericArray<u8, U64>,
-                        blocks.len() / 64,
-                    )
-                };
-                sha2::compress256(s, b);
-            }
-            State::Sha512(s) => {
-                debug_assert_eq!(blocks.len() % 128, 0);
-                // SAFETY: as above, with 128-byte arrays.
-                let b = unsafe {
-                    std::slice::from_raw_parts(
-                        blocks.as_ptr() as *const GenericArray<u8, U128>,
-                        blocks.len() / 128,
-                    )
-                };
-                sha2::compress512(s, b);
-            }
-        }
-    }
-}
+/// Version 2: the algorithm, the length, then sha2's own serialised state. (Version 1 was
+/// our own layout of chaining values; sessions saved in it are refused as unreadable.)
+const STATE_FORMAT: u8 = 2;
 
 impl Hasher {
     pub fn new(algorithm: Algorithm) -> Hasher {
+        use sha2::Digest as _;
         Hasher {
             state: match algorithm {
-                Algorithm::Sha256 => State::Sha256(SHA256_IV),
-                Algorithm::Sha512 => State::Sha512(SHA512_IV),
+                Algorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+                Algorithm::Sha512 => State::Sha512(sha2::Sha512::new()),
             },
-            buf: [0; 128],
-            buf_len: 0,
             len: 0,
         }
     }
@@ -243,122 +187,62 @@ impl Hasher {
 
     /// Bytes hashed so far.
     pub fn len(&self) -> u64 {
-        self.len as u64
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    pub fn update(&mut self, mut data: &[u8]) {
-        let block = self.state.block_len();
-        self.len += data.len() as u128;
-        if self.buf_len > 0 {
-            let take = (block - self.buf_len).min(data.len());
-            self.buf[self.buf_len..self.buf_len + take].copy_from_slice(&data[..take]);
-            self.buf_len += take;
-            data = &data[take..];
-            if self.buf_len < block {
-                return;
-            }
-            let full = self.buf;
-            self.state.compress(&full[..block]);
-            self.buf_len = 0;
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        self.len += data.len() as u64;
+        match &mut self.state {
+            State::Sha256(h) => h.update(data),
+            State::Sha512(h) => h.update(data),
         }
-        let whole = data.len() - data.len() % block;
-        if whole > 0 {
-            self.state.compress(&data[..whole]);
-        }
-        let rest = &data[whole..];
-        self.buf[..rest.len()].copy_from_slice(rest);
-        self.buf_len = rest.len();
     }
 
-    pub fn finish(mut self) -> Digest {
-        let block = self.state.block_len();
-        let len_bytes = block / 8; // 8 for SHA-256, 16 for SHA-512
-        let bits = self.len.wrapping_mul(8);
-        let mut tail = [0u8; 256];
-        tail[..self.buf_len].copy_from_slice(&self.buf[..self.buf_len]);
-        tail[self.buf_len] = 0x80;
-        let total = if self.buf_len + 1 + len_bytes <= block {
-            block
-        } else {
-            2 * block
-        };
-        tail[total - len_bytes..total].copy_from_slice(&bits.to_be_bytes()[16 - len_bytes..]);
-        self.state.compress(&tail[..total]);
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
         let algorithm = self.algorithm();
         let hex = match self.state {
-            State::Sha256(s) => {
-                hex::encode(s.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>())
-            }
-            State::Sha512(s) => {
-                hex::encode(s.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>())
-            }
+            State::Sha256(h) => hex::encode(h.finalize()),
+            State::Sha512(h) => hex::encode(h.finalize()),
         };
         Digest { algorithm, hex }
     }
 
-    /// The state as bytes: format, algorithm, length, chaining values, buffered bytes.
+    /// The state as bytes: format, algorithm, length, then the hash's serialised state.
     pub fn to_bytes(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState;
         let mut out = vec![STATE_FORMAT];
-        match &self.state {
-            State::Sha256(s) => {
-                out.push(1);
-                out.extend_from_slice(&self.len.to_be_bytes());
-                s.iter()
-                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
-            }
-            State::Sha512(s) => {
-                out.push(2);
-                out.extend_from_slice(&self.len.to_be_bytes());
-                s.iter()
-                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
-            }
-        }
-        out.extend_from_slice(&self.buf[..self.buf_len]);
+        let (alg, state) = match &self.state {
+            State::Sha256(h) => (1, h.serialize().to_vec()),
+            State::Sha512(h) => (2, h.serialize().to_vec()),
+        };
+        out.push(alg);
+        out.extend_from_slice(&self.len.to_be_bytes());
+        out.extend_from_slice(&state);
         out
     }
 
     /// Restores a state saved by [`Hasher::to_bytes`]; `None` if the bytes are not one.
     pub fn from_bytes(b: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
         let (&format, rest) = b.split_first()?;
         let (&alg, rest) = rest.split_first()?;
-        if format != STATE_FORMAT || rest.len() < 16 {
+        if format != STATE_FORMAT || rest.len() < 8 {
             return None;
         }
-        let len = u128::from_be_bytes(rest[..16].try_into().ok()?);
-        let rest = &rest[16..];
-        let (state, rest) = match alg {
-            1 if rest.len() >= 32 => {
-                let mut s = [0u32; 8];
-                for (i, w) in s.iter_mut().enumerate() {
-                    *w = u32::from_be_bytes(rest[i * 4..i * 4 + 4].try_into().ok()?);
-                }
-                (State::Sha256(s), &rest[32..])
-            }
-            2 if rest.len() >= 64 => {
-                let mut s = [0u64; 8];
-                for (i, w) in s.iter_mut().enumerate() {
-                    *w = u64::from_be_bytes(rest[i * 8..i * 8 + 8].try_into().ok()?);
-                }
-                (State::Sha512(s), &rest[64..])
-            }
+        let len = u64::from_be_bytes(rest[..8].try_into().ok()?);
+        let rest = &rest[8..];
+        let state = match alg {
+            1 => State::Sha256(sha2::Sha256::deserialize(rest.try_into().ok()?).ok()?),
+            2 => State::Sha512(sha2::Sha512::deserialize(rest.try_into().ok()?).ok()?),
             _ => return None,
         };
-        let block = state.block_len();
-        if rest.len() >= block || len % block as u128 != rest.len() as u128 {
-            return None;
-        }
-        let mut buf = [0u8; 128];
-        buf[..rest.len()].copy_from_slice(rest);
-        Some(Hasher {
-            state,
-            buf,
-            buf_len: rest.len(),
-            len,
-        })
+        Some(Hasher { state, len })
     }
 }
 
@@ -418,8 +302,8 @@ mod tests {
         );
     }
 
-    /// Our padding and buffering against the sha2 crate's, over every length around the
-    /// block boundaries, split anywhere, with a save and restore at the split.
+    /// Against the sha2 crate's one-shot digests, over every length around the block
+    /// boundaries, split anywhere, with a save and restore at the split.
     #[test]
     fn matches_sha2_and_survives_save_restore() {
         use sha2::Digest as _;
@@ -451,7 +335,7 @@ mod tests {
         let good = h.to_bytes();
         assert!(Hasher::from_bytes(&good).is_some());
         assert!(Hasher::from_bytes(&[]).is_none());
-        assert!(Hasher::from_bytes(&good[..good.len() - 1]).is_none()); // buffer length off
+        assert!(Hasher::from_bytes(&good[..good.len() - 1]).is_none()); // state cut short
         let mut bad = good.clone();
         bad[1] = 9; // unknown algorithm
         assert!(Hasher::from_bytes(&bad).is_none());
