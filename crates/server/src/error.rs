@@ -13,6 +13,8 @@ pub struct ApiError {
     code: ErrorCode,
     status: StatusCode,
     message: String,
+    /// Internal text (database and I/O messages) for the log only; clients get `message`.
+    detail: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -22,12 +24,34 @@ impl ApiError {
             code,
             status: StatusCode::from_u16(code.status()).expect("codes map to valid statuses"),
             message: message.into(),
+            detail: None,
             headers: Vec::new(),
         }
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::Unknown, message)
+    /// A failure of the registry itself: `detail` is logged, never sent.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let mut e = ApiError::new(ErrorCode::Unknown, "internal server error");
+        e.detail = Some(detail.into());
+        e
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// Logs an internal failure under a new request id, which the client's message names so
+    /// that an operator can find the cause.
+    pub(crate) fn log_internal(mut self, method: &axum::http::Method) -> Self {
+        if let Some(detail) = self.detail.take() {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(request_id = %id, %method, status = %self.status, "{detail}");
+            self.message = format!("{} (request id {id})", self.message);
+        } else if self.status.is_server_error() {
+            tracing::error!(%method, status = %self.status, "{}", self.message);
+        }
+        self
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -101,7 +125,9 @@ impl From<StoreError> for ApiError {
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE),
             StoreError::Spec(e) => e.into(),
             StoreError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                ApiError::internal(msg).with_status(StatusCode::INSUFFICIENT_STORAGE)
+                ApiError::internal(msg)
+                    .with_status(StatusCode::INSUFFICIENT_STORAGE)
+                    .with_message("the registry's storage is full")
             }
             StoreError::Io(_) | StoreError::Database(_) => ApiError::internal(msg),
         }
@@ -151,5 +177,55 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(k, v);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, String) {
+        let r = e.log_internal(&axum::http::Method::PUT).into_response();
+        let status = r.status();
+        let bytes = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn internal_text_stays_in_the_log() {
+        let e = ApiError::from(StoreError::Database(
+            "relation \"tags\" does not exist at /var/lib/secret".into(),
+        ));
+        let (status, body) = body_of(e).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !body.contains("secret") && !body.contains("relation"),
+            "{body}"
+        );
+        assert!(
+            body.contains("\"UNKNOWN\"") && body.contains("request id "),
+            "{body}"
+        );
+
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "ENOSPC on /dev/sdb1");
+        let (status, body) = body_of(ApiError::from(StoreError::Io(full))).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(
+            body.contains("storage is full") && !body.contains("sdb1"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_their_message() {
+        let (status, body) = body_of(ApiError::from(StoreError::BlobUnknown)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            body.contains("BLOB_UNKNOWN") && !body.contains("request id"),
+            "{body}"
+        );
     }
 }

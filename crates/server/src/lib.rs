@@ -74,12 +74,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let mut response = match route(&app, req).await {
         Ok(r) => r,
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::error!(%method, status = %e.status(), "{}", e.message());
-            }
-            e.into_response()
-        }
+        Err(e) => e.log_internal(&method).into_response(),
     };
     response
         .headers_mut()
