@@ -11,6 +11,8 @@ pub mod meta;
 mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 pub mod registry;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -16,6 +16,7 @@ use wharf_auth::ApiKeyRecord;
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
+use crate::postgres_tls::Transport;
 use crate::{Result, SchemaVersions, StoreError};
 
 type AuthResult<T> = std::result::Result<T, wharf_auth::AuthError>;
@@ -99,16 +100,21 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl PostgresMetadataStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`). Does not migrate.
     pub fn connect(url: &str) -> Result<PostgresMetadataStore> {
-        let config: tokio_postgres::Config = url
+        let (url, transport) = crate::postgres_tls::split(url)?;
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match transport {
+            Transport::Plain => Manager::from_config(config, NoTls, manager_config()),
+            Transport::Tls(tls) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                Manager::from_config(config, tls, manager_config())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .build()
