@@ -12,7 +12,7 @@ from pathlib import Path
 import bcrypt
 import requests
 
-from bench import cpu_seconds, parse_wrk, quiesce, update_section
+from common import cpu_seconds, parse_wrk, quiesce, update_section
 from conftest import start_distribution, start_wharf
 
 CONNECTIONS = 16
@@ -95,7 +95,7 @@ actions = ["pull", "push"]
         lines.append(f"| {k} | {v['ops_s']:,.0f} | {v['p99_ms']:.2f} | {v['cpu_ms_per_op']:.3f} |")
     text = "\n".join(lines) + "\n"
     update_section(Path(out), "auth", text)
-    from scaleout import update_json
+    from common import update_json
     update_json(Path(out).with_suffix(".json"), "auth", rows)
     print(text)
     subprocess.run(["rm", "-rf", str(work)])

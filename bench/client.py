@@ -20,7 +20,7 @@ from pathlib import Path
 
 import oras.client
 
-from bench import MiB, quiesce, update_section
+from common import MiB, quiesce, update_section
 from conftest import WHARF, start_wharf
 
 LAYERS = 3
@@ -236,7 +236,7 @@ def report(r, quick, elapsed):
 
 
 def main(quick, out):
-    from scaleout import update_json
+    from common import update_json
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-client-",
                                  dir=os.environ.get("BENCH_DIR")))

@@ -7,7 +7,6 @@ The client load is fixed: the same number of streams and connections whichever t
 configuration, spread round-robin over the replicas, so the columns compare like with like."""
 
 import concurrent.futures
-import json
 import os
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import (HERE, MiB, cpu_seconds, curl, file_digest, make_file, parse_wrk,
-                   push_monolithic, push_small_image, quiesce, update_section)
+from common import (HERE, MiB, cpu_seconds, curl, file_digest, make_file, parse_wrk,
+                    push_monolithic, push_small_image, quiesce, update_json, update_section)
 from conftest import ROOT, start_wharf
 
 STREAMS = 3  # concurrent blob pushes and pulls
@@ -211,7 +210,3 @@ def main(quick, out):
         subprocess.run(["rm", "-rf", str(work)])
 
 
-def update_json(path, key, value):
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = value
-    path.write_text(json.dumps(data, indent=2))
