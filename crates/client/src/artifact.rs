@@ -215,7 +215,14 @@ impl Client {
             let mut annotations = f.annotations.clone();
             annotations.insert(ANNOTATION_TITLE.into(), title.clone());
             let (path, media_type) = if meta.is_dir() {
-                let (tmp, tar_digest) = pack_directory(&f.path, &title)?;
+                // tar+gzip is CPU work: a blocking thread, not the async ones.
+                let (dir, name) = (f.path.clone(), title.clone());
+                let (tmp, tar_digest) =
+                    tokio::task::spawn_blocking(move || pack_directory(&dir, &name))
+                        .await
+                        .map_err(|e| {
+                            Error::Invalid(format!("packing {}: {e}", f.path.display()))
+                        })??;
                 annotations.insert(ANNOTATION_UNPACK.into(), "true".into());
                 annotations.insert(ANNOTATION_CONTENT_DIGEST.into(), tar_digest.to_string());
                 let p = tmp.path().to_path_buf();

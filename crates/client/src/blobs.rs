@@ -16,6 +16,7 @@ use wharf_oci::{Descriptor, Digest};
 
 use crate::auth::repository_scope;
 use crate::client::{check, Body};
+use crate::retry::Retry;
 use crate::{Client, Error, Reference, Result};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -191,7 +192,7 @@ impl Client {
         let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::file(dir, e))?);
         let mut hasher = d.digest.algorithm().hasher();
         let mut at = 0u64;
-        let mut attempts = 0;
+        let mut retry = Retry::new(&self.opts);
         progress.start(d);
         loop {
             let result = async {
@@ -217,12 +218,13 @@ impl Client {
             .await;
             match result {
                 Ok(()) => break,
-                Err(e) if e.is_transient() && attempts < self.opts.retries => {
-                    attempts += 1;
-                    tracing::debug!("{}: {e}; resuming at {at}", d.digest);
-                    tokio::time::sleep(self.opts.backoff * 2u32.pow(attempts)).await;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match retry.after_error(&e) {
+                    Some(pause) => {
+                        tracing::debug!("{}: {e}; resuming at {at} in {pause:?}", d.digest);
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(e),
+                },
             }
         }
         file.flush().await.map_err(|e| Error::file(dest, e))?;
@@ -318,17 +320,18 @@ impl Client {
         progress: &SharedProgress,
     ) -> Result<Transfer> {
         progress.start(d);
-        let mut attempts = 0;
+        let mut retry = Retry::new(&self.opts);
         loop {
             match self.upload(r, d, source, progress).await {
                 Ok(()) => break,
-                Err(e) if e.is_transient() && attempts < self.opts.retries => {
-                    attempts += 1;
-                    tracing::debug!("{}: {e}; starting a new upload", d.digest);
-                    progress.rewind(d, 0);
-                    tokio::time::sleep(self.opts.backoff * 2u32.pow(attempts)).await;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match retry.after_error(&e) {
+                    Some(pause) => {
+                        tracing::debug!("{}: {e}; starting a new upload in {pause:?}", d.digest);
+                        progress.rewind(d, 0);
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(e),
+                },
             }
         }
         progress.finish(d, Transfer::Uploaded);
@@ -359,7 +362,9 @@ impl Client {
             return self.close_upload(r, &loc, d, Some((body, d.size))).await;
         }
         let mut at = 0u64;
-        let mut resumes = 0;
+        // A chunk cut short resumes from the session's Range; two more tries than a request
+        // gets, since a resume re-sends only what was lost.
+        let mut resumes = Retry::with_attempts(&self.opts, self.opts.retries + 2);
         while at < d.size {
             let len = self.opts.chunk_size.min(d.size - at);
             let body = counted(source.open(at, len).await?, d.clone(), progress);
@@ -392,13 +397,12 @@ impl Client {
                     loc = location(self, r, &resp).unwrap_or(loc);
                     at = range_end(&resp).map_or(at + len, |e| e + 1);
                 }
-                Err(e)
-                    if (e.is_transient() || e.status() == Some(416))
-                        && resumes < self.opts.retries + 2 =>
-                {
+                Err(e) if e.is_transient() || e.status() == Some(416) => {
                     // Ask the session how far it got and go on from there.
-                    resumes += 1;
-                    tokio::time::sleep(self.opts.backoff * 2u32.pow(resumes)).await;
+                    let Some(pause) = resumes.next(e.retry_after()) else {
+                        return Err(e);
+                    };
+                    tokio::time::sleep(pause).await;
                     let status = match self
                         .send(r, Method::GET, &loc, &scope, HeaderMap::new(), Body::Empty)
                         .await

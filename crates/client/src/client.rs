@@ -14,6 +14,8 @@ use reqwest::{Method, Response, StatusCode};
 
 use crate::auth::{parse_challenge, Challenge, TokenCache, TokenResponse};
 use crate::credentials::{Credential, DockerConfig};
+use crate::error::RegistryCode;
+use crate::retry::Retry;
 use crate::{Error, Reference, Result};
 
 /// How the client talks to registries.
@@ -122,16 +124,22 @@ impl Client {
     }
 
     /// The credential for `registry`: given directly, else from Docker's config (looked up
-    /// once per run, since helpers are processes).
-    pub fn credential(&self, registry: &str) -> Result<Option<Credential>> {
+    /// once per run, since helpers are processes, and on a blocking thread, since reading
+    /// the file and running a `docker-credential-*` helper block).
+    pub async fn credential(&self, registry: &str) -> Result<Option<Credential>> {
         if let Some(c) = self.opts.credentials.get(registry) {
             return Ok(Some(c.clone()));
         }
         if let Some(c) = self.credentials.lock().expect("lock").get(registry) {
             return Ok(c.clone());
         }
-        let found = match &self.opts.docker_config {
-            Some(p) => DockerConfig::load(p)?.get(registry)?,
+        let found = match self.opts.docker_config.clone() {
+            Some(p) => {
+                let registry = registry.to_string();
+                tokio::task::spawn_blocking(move || DockerConfig::load(&p)?.get(&registry))
+                    .await
+                    .map_err(|e| Error::Invalid(format!("credential lookup failed: {e}")))??
+            }
             None => None,
         };
         self.credentials
@@ -185,7 +193,7 @@ impl Client {
             }
         }
         let mut req = self.http.get(url.clone());
-        let cred = self.credential(&r.registry)?;
+        let cred = self.credential(&r.registry).await?;
         if let Some(c) = &cred {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
@@ -229,7 +237,7 @@ impl Client {
             .cloned();
         let value = match challenge {
             None => return Ok(None),
-            Some(Challenge::Basic) => match self.credential(&r.registry)? {
+            Some(Challenge::Basic) => match self.credential(&r.registry).await? {
                 Some(c) => format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD
@@ -264,7 +272,7 @@ impl Client {
             .lock()
             .expect("lock")
             .contains_key(&r.registry);
-        if !known && (!body.replayable() || self.credential(&r.registry)?.is_some()) {
+        if !known && (!body.replayable() || self.credential(&r.registry).await?.is_some()) {
             self.learn_challenge(r).await?;
         }
         let idempotent = matches!(
@@ -273,7 +281,7 @@ impl Client {
         ) && body.replayable();
         let mut body = Some(body);
         let mut answered_challenge = false;
-        let mut attempt = 0;
+        let mut retry = Retry::new(&self.opts);
         loop {
             let mut req = self
                 .http
@@ -296,20 +304,18 @@ impl Client {
             if let Some(b) = this_body {
                 req = req.body(b);
             }
-            let result = req.send().await;
-            let retry_in = self.opts.backoff * 2u32.saturating_pow(attempt);
-            match result {
+            match req.send().await {
                 Err(source) => {
-                    if idempotent && attempt < self.opts.retries {
-                        tracing::debug!("{method} {url}: {source}; retrying");
-                        attempt += 1;
-                        tokio::time::sleep(retry_in).await;
-                        continue;
-                    }
-                    return Err(Error::Transport {
+                    let e = Error::Transport {
                         url: url.to_string(),
                         source,
-                    });
+                    };
+                    if let Some(pause) = retry.after_error(&e).filter(|_| idempotent) {
+                        tracing::debug!("{method} {url}: {e}; retrying in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    return Err(e);
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     let challenge = resp
@@ -328,7 +334,7 @@ impl Client {
                         .expect("lock")
                         .insert(r.registry.clone(), challenge.clone());
                     let can_answer = match &challenge {
-                        Challenge::Basic => self.credential(&r.registry)?.is_some(),
+                        Challenge::Basic => self.credential(&r.registry).await?.is_some(),
                         Challenge::Bearer { .. } => true,
                     };
                     if answered_challenge && known.is_some() || !can_answer || body.is_none() {
@@ -336,16 +342,13 @@ impl Client {
                     }
                     answered_challenge = true;
                 }
-                Ok(resp)
-                    if idempotent
-                        && attempt < self.opts.retries
-                        && (resp.status().is_server_error()
-                            || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
-                {
-                    tracing::debug!("{method} {url}: {}; retrying", resp.status());
-                    attempt += 1;
-                    tokio::time::sleep(retry_in).await;
-                }
+                Ok(resp) if idempotent => match retry.after_status(resp.status(), resp.headers()) {
+                    Some(pause) => {
+                        tracing::debug!("{method} {url}: {}; retrying in {pause:?}", resp.status());
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Ok(resp),
+                },
                 Ok(resp) => return Ok(resp),
             }
         }
@@ -386,6 +389,7 @@ pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Res
     if status.is_success() || status.is_redirection() {
         return Ok(resp);
     }
+    let retry_after = crate::retry::retry_after(resp.headers());
     let body = resp.bytes().await.unwrap_or_default();
     let first = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -411,7 +415,8 @@ pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Res
         method: method.to_string(),
         url: url.to_string(),
         status: status.as_u16(),
-        code: field("code"),
+        code: field("code").map(|c| RegistryCode::parse(&c)),
         message: field("message"),
+        retry_after,
     })
 }

@@ -1,7 +1,10 @@
 //! The client's one error type. Registry answers keep the spec's error code, so the CLI can
 //! print it and map it to an exit code.
 
-use wharf_oci::Digest;
+use std::fmt;
+use std::time::Duration;
+
+use wharf_oci::{Digest, ErrorCode};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,8 +19,10 @@ pub enum Error {
         method: String,
         url: String,
         status: u16,
-        code: Option<String>,
+        code: Option<RegistryCode>,
         message: Option<String>,
+        /// How long the registry asked us to wait (`Retry-After`), on 429 and 503.
+        retry_after: Option<Duration>,
     },
     #[error("{0}: authentication required (run `wharf login {0}`)")]
     Unauthorized(String),
@@ -55,7 +60,36 @@ pub enum Error {
     Spec(#[from] wharf_oci::SpecError),
 }
 
-fn code_suffix(code: &Option<String>, message: &Option<String>) -> String {
+/// An error code from a registry's error body: one the spec defines, or another registry's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryCode {
+    Spec(ErrorCode),
+    Other(String),
+}
+
+impl RegistryCode {
+    pub fn parse(s: &str) -> RegistryCode {
+        match ErrorCode::parse(s) {
+            Some(c) => RegistryCode::Spec(c),
+            None => RegistryCode::Other(s.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RegistryCode::Spec(c) => c.as_str(),
+            RegistryCode::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for RegistryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn code_suffix(code: &Option<RegistryCode>, message: &Option<String>) -> String {
     match (code, message) {
         (Some(c), Some(m)) if !m.is_empty() => format!(" {c}: {m}"),
         (Some(c), _) => format!(" {c}"),
@@ -76,6 +110,25 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Registry { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The spec's error code of a registry answer, if it named one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Registry {
+                code: Some(RegistryCode::Spec(c)),
+                ..
+            } => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// How long the registry asked to be left alone, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Registry { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -25,6 +25,7 @@ pub mod layout;
 pub mod manifests;
 pub mod reference;
 pub mod referrers;
+mod retry;
 
 pub use blobs::{
     BlobSource, BytesSource, FileSource, NoProgress, Progress, RegistrySource, SharedProgress,
@@ -32,5 +33,5 @@ pub use blobs::{
 };
 pub use client::{Client, ClientOptions};
 pub use credentials::{Credential, DockerConfig};
-pub use error::{Error, Result};
+pub use error::{Error, RegistryCode, Result};
 pub use reference::Reference;
