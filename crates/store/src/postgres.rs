@@ -87,14 +87,30 @@ pub struct PostgresMetadataStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::Database(with_causes(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::Database(with_causes(&e))
     }
+}
+
+/// The error and every cause under it, on one line: tokio-postgres says only "db error" or
+/// "error performing TLS handshake" and keeps the server's or rustls's reason as a source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl PostgresMetadataStore {
@@ -111,7 +127,7 @@ impl PostgresMetadataStore {
             Transport::Plain => Manager::from_config(config, NoTls, manager_config()),
             Transport::Tls(tls) => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(*tls);
                 Manager::from_config(config, tls, manager_config())
             }
         };

@@ -12,7 +12,7 @@ use crate::{Result, StoreError};
 /// How to connect, once the TLS parameters are out of the URL.
 pub(crate) enum Transport {
     Plain,
-    Tls(rustls::ClientConfig),
+    Tls(Box<rustls::ClientConfig>),
 }
 
 /// Splits `sslmode` and `sslrootcert` off a `postgres://` URL.
@@ -56,7 +56,10 @@ pub(crate) fn split(url: &str) -> Result<(String, Transport)> {
     if !tls {
         return Ok((url, Transport::Plain));
     }
-    Ok((url, Transport::Tls(client_config(root.as_deref())?)))
+    Ok((
+        url,
+        Transport::Tls(Box::new(client_config(root.as_deref())?)),
+    ))
 }
 
 fn client_config(root: Option<&str>) -> Result<rustls::ClientConfig> {
