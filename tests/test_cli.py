@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import tarfile
 import threading
 from pathlib import Path
 
@@ -433,6 +434,40 @@ def test_backup_and_restore_with_referrers(registry, cli, tmp_path, skopeo, form
     # a layout with two tags cannot go to one tag
     p = cli("restore", target, f"{h}/restored/app:one", check=False)
     assert p.returncode == 1 and b"2 tagged manifests" in p.stderr
+
+
+@pytest.mark.parametrize("form", ["dir", "tar"])
+def test_backup_and_restore_count_each_manifest_once(registry, cli, tmp_path, form):
+    """Three images (one under two tags) and two referrers: five manifests, each counted
+    once; a tar backup holds each blob once."""
+    h = registry.host
+    v1, m1 = registry.push_image("count/app", "v1", layers=[os.urandom(70_000)])
+    registry.push_image("count/app", "v2", layers=[b"two"])
+    registry.push_image("count/app", "v3", layers=[b"three"])
+    cli("tag", f"{h}/count/app:v1", "latest")
+    for name in ("sig.txt", "sbom.json"):
+        (tmp_path / name).write_text(name)
+        cli("attach", "--artifact-type", f"application/vnd.example.{name}",
+            f"{h}/count/app:v1", tmp_path / name)
+    target = tmp_path / ("layout" if form == "dir" else "count.tar")
+    out = json.loads(cli("backup", f"{h}/count/app", "-o", target, "--format", "json").stdout)
+    assert sorted(out["references"]) == ["latest", "v1", "v2", "v3"]
+    assert (out["manifests"], out["referrers"]) == (5, 2), out
+    if form == "tar":
+        with tarfile.open(target) as t:
+            names = t.getnames()
+        assert len(names) == len(set(names)), names
+        assert {"oci-layout", "index.json", f"blobs/sha256/{v1.split(':')[1]}"} <= set(names)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")], "temp left"
+    res = json.loads(cli("restore", target, f"{h}/count/copy", "--format", "json").stdout)
+    assert (res["manifests"], res["referrers"]) == (5, 2), res
+    for tag in ("v1", "latest"):
+        got = registry("GET", f"/v2/count/copy/manifests/{tag}",
+                       headers={"Accept": OCI_MANIFEST})
+        assert sha256(got.content) == v1
+    for d in [m1["config"]] + m1["layers"]:
+        assert sha256(registry("GET", f"/v2/count/copy/blobs/{d['digest']}").content) \
+            == d["digest"]
 
 
 def test_bad_client_arguments_are_one_clear_line(wharf, cli, tmp_path):

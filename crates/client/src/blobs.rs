@@ -175,8 +175,93 @@ impl Client {
         Ok(s)
     }
 
-    /// Downloads a blob into `dest`, hashing as it writes; resumes with a ranged GET after a
-    /// dropped connection. `dest` appears only once its digest and size are verified.
+    /// A blob as a stream of verified bytes: hashed as it arrives, resumed with a ranged GET
+    /// after a dropped connection, and ended with an error instead of its last chunk when
+    /// the size or digest does not match. Callers must not keep the bytes of a stream that
+    /// ended in an error.
+    pub fn blob_stream<'a>(
+        &'a self,
+        r: &'a Reference,
+        d: &'a Descriptor,
+        progress: &'a SharedProgress,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 'a {
+        struct State {
+            at: u64,
+            hasher: Option<wharf_oci::Hasher>,
+            body: Option<ByteStream>,
+            retry: Retry,
+        }
+        let state = State {
+            at: 0,
+            hasher: Some(d.digest.algorithm().hasher()),
+            body: None,
+            retry: Retry::new(&self.opts),
+        };
+        futures_util::stream::unfold(state, move |mut st| async move {
+            let hasher = st.hasher.as_mut()?;
+            let failed = 'read: {
+                let body = match st.body.as_mut() {
+                    Some(b) => b,
+                    None => match self.blob_range(r, &d.digest, st.at, u64::MAX).await {
+                        Ok(b) => st.body.insert(b),
+                        Err(e) => break 'read e,
+                    },
+                };
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        let at = st.at + chunk.len() as u64;
+                        if at > d.size {
+                            break 'read Error::SizeMismatch {
+                                digest: d.digest.clone(),
+                                expected: d.size,
+                                actual: at,
+                            };
+                        }
+                        hasher.update(&chunk);
+                        st.at = at;
+                        progress.advance(d, chunk.len() as u64);
+                        return Some((Ok(chunk), st));
+                    }
+                    Some(Err(e)) => break 'read e,
+                    None => {
+                        let actual = st.hasher.take()?.finish();
+                        if st.at != d.size {
+                            let e = Error::SizeMismatch {
+                                digest: d.digest.clone(),
+                                expected: d.size,
+                                actual: st.at,
+                            };
+                            return Some((Err(e), st));
+                        }
+                        if actual != d.digest {
+                            let e = Error::DigestMismatch {
+                                expected: d.digest.clone(),
+                                actual,
+                            };
+                            return Some((Err(e), st));
+                        }
+                        return None;
+                    }
+                }
+            };
+            st.body = None;
+            match st.retry.after_error(&failed) {
+                Some(pause) => {
+                    tracing::debug!("{}: {failed}; resuming at {} in {pause:?}", d.digest, st.at);
+                    tokio::time::sleep(pause).await;
+                    // The next poll reopens at `st.at`.
+                    Some((Ok(Bytes::new()), st))
+                }
+                None => {
+                    st.hasher = None;
+                    Some((Err(failed), st))
+                }
+            }
+        })
+    }
+
+    /// Downloads a blob into `dest` through [`Client::blob_stream`]. `dest` appears only
+    /// once its digest and size are verified.
     pub async fn fetch_blob(
         &self,
         r: &Reference,
@@ -190,58 +275,14 @@ impl Client {
             .unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::file(dir, e))?;
         let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::file(dir, e))?);
-        let mut hasher = d.digest.algorithm().hasher();
-        let mut at = 0u64;
-        let mut retry = Retry::new(&self.opts);
         progress.start(d);
-        loop {
-            let result = async {
-                let mut s = self.blob_range(r, &d.digest, at, u64::MAX).await?;
-                while let Some(chunk) = s.next().await {
-                    let chunk = chunk?;
-                    if at + chunk.len() as u64 > d.size {
-                        return Err(Error::SizeMismatch {
-                            digest: d.digest.clone(),
-                            expected: d.size,
-                            actual: at + chunk.len() as u64,
-                        });
-                    }
-                    hasher.update(&chunk);
-                    file.write_all(&chunk)
-                        .await
-                        .map_err(|e| Error::file(dest, e))?;
-                    at += chunk.len() as u64;
-                    progress.advance(d, chunk.len() as u64);
-                }
-                Ok(())
-            }
-            .await;
-            match result {
-                Ok(()) => break,
-                Err(e) => match retry.after_error(&e) {
-                    Some(pause) => {
-                        tracing::debug!("{}: {e}; resuming at {at} in {pause:?}", d.digest);
-                        tokio::time::sleep(pause).await;
-                    }
-                    None => return Err(e),
-                },
-            }
+        let mut stream = std::pin::pin!(self.blob_stream(r, d, progress));
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?)
+                .await
+                .map_err(|e| Error::file(dest, e))?;
         }
         file.flush().await.map_err(|e| Error::file(dest, e))?;
-        if at != d.size {
-            return Err(Error::SizeMismatch {
-                digest: d.digest.clone(),
-                expected: d.size,
-                actual: at,
-            });
-        }
-        let actual = hasher.finish();
-        if actual != d.digest {
-            return Err(Error::DigestMismatch {
-                expected: d.digest.clone(),
-                actual,
-            });
-        }
         // Temporary files are private; the result gets the usual permissions of a new file.
         #[cfg(unix)]
         {

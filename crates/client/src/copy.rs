@@ -2,13 +2,11 @@
 //! manifests of an index, blobs (mounted inside one registry, streamed between two, skipped
 //! when present), and optionally the referrers (signatures, SBOMs) hanging off it.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use futures_util::{StreamExt, TryStreamExt};
 use wharf_oci::{Descriptor, Manifest, ManifestKind};
 
 use crate::blobs::{RegistrySource, SharedProgress, Transfer};
+use crate::walk::{walk, RepositoryManifests, Role};
 use crate::{Client, Error, Reference, Result};
 
 /// `os/architecture[/variant]`, as `--platform` takes it.
@@ -66,8 +64,6 @@ pub struct CopyResult {
     pub blobs: Vec<(Descriptor, Transfer)>,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 impl Client {
     /// Copies `src` to `dst`. A `dst` with neither tag nor digest takes `src`'s tag.
     pub async fn copy(
@@ -108,14 +104,36 @@ impl Client {
             manifests: 0,
             blobs: Vec::new(),
         };
-        let job = CopyJob {
+        let source = RepositoryManifests {
             client: self,
-            src,
-            progress,
+            repository: src,
         };
-        job.tree(&target, &desc, bytes, false, &mut out).await?;
-        if opts.referrers {
-            job.referrers(dst, &desc, &mut out).await?;
+        let nodes = walk(&source, vec![(desc, bytes)], opts.referrers).await?;
+        for node in nodes {
+            let node_target = match node.role {
+                Role::Root => target.clone(),
+                Role::Child | Role::Referrer => dst.with_digest(node.desc.digest.clone()),
+            };
+            let done: Vec<(Descriptor, Transfer)> = futures_util::stream::iter(node.blobs())
+                .map(|d| {
+                    let node_target = &node_target;
+                    async move {
+                        let t = self.copy_blob(src, node_target, &d, progress).await?;
+                        Ok::<_, Error>((d, t))
+                    }
+                })
+                .buffer_unordered(self.opts.concurrency.max(1))
+                .try_collect()
+                .await?;
+            out.blobs.extend(done);
+            if node.role == Role::Referrer && node.manifest.subject.is_some() {
+                self.put_referrer(&node_target, &node.desc.media_type, node.bytes)
+                    .await?;
+            } else {
+                self.put_manifest(&node_target, &node.desc.media_type, node.bytes)
+                    .await?;
+            }
+            out.manifests += 1;
         }
         Ok(out)
     }
@@ -146,76 +164,6 @@ impl Client {
             digest: d.digest.clone(),
         };
         self.upload_blob(dst, d, &source, progress).await
-    }
-}
-
-/// One copy from a source repository: the recursion over manifests and referrers.
-struct CopyJob<'a> {
-    client: &'a Client,
-    src: &'a Reference,
-    progress: &'a SharedProgress,
-}
-
-impl<'a> CopyJob<'a> {
-    /// Copies one manifest's children and blobs, then the manifest itself under `target`.
-    fn tree(
-        &'a self,
-        target: &'a Reference,
-        desc: &'a Descriptor,
-        bytes: bytes::Bytes,
-        as_referrer: bool,
-        out: &'a mut CopyResult,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let c = self.client;
-            let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
-            for child in &m.manifests {
-                let (cd, cb) = c
-                    .manifest(&self.src.with_digest(child.digest.clone()))
-                    .await?;
-                let child_dst = target.with_digest(child.digest.clone());
-                self.tree(&child_dst, &cd, cb, false, out).await?;
-            }
-            let blobs: Vec<Descriptor> = m.config.iter().chain(&m.layers).cloned().collect();
-            let done: Vec<(Descriptor, Transfer)> = futures_util::stream::iter(blobs)
-                .map(|d| async move {
-                    let t = c.copy_blob(self.src, target, &d, self.progress).await?;
-                    Ok::<_, Error>((d, t))
-                })
-                .buffer_unordered(c.opts.concurrency.max(1))
-                .try_collect()
-                .await?;
-            out.blobs.extend(done);
-            if as_referrer && m.subject.is_some() {
-                c.put_referrer(target, &desc.media_type, bytes).await?;
-            } else {
-                c.put_manifest(target, &desc.media_type, bytes).await?;
-            }
-            out.manifests += 1;
-            Ok(())
-        })
-    }
-
-    /// Copies the referrers of `subject`, and theirs, into `dst`'s repository.
-    fn referrers(
-        &'a self,
-        dst: &'a Reference,
-        subject: &'a Descriptor,
-        out: &'a mut CopyResult,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let c = self.client;
-            let refs = c
-                .referrers(&self.src.with_digest(subject.digest.clone()), None)
-                .await?;
-            for r in refs {
-                let (rd, rb) = c.manifest(&self.src.with_digest(r.digest.clone())).await?;
-                let target = dst.with_digest(rd.digest.clone());
-                self.tree(&target, &rd, rb, true, out).await?;
-                self.referrers(dst, &rd, out).await?;
-            }
-            Ok(())
-        })
     }
 }
 

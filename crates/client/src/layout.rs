@@ -12,6 +12,7 @@ use wharf_oci::media_type::OCI_INDEX;
 use wharf_oci::{Descriptor, Digest, Manifest};
 
 use crate::blobs::{FileSource, SharedProgress, Transfer};
+use crate::walk::{walk, ManifestSource, RepositoryManifests, Role};
 use crate::{Client, Error, Reference, Result};
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -124,7 +125,8 @@ impl OciLayout {
 
 impl Client {
     /// Copies `src` (one tag or digest, or every tag when it names neither) and, with
-    /// `referrers`, everything that refers to it, into the layout at `dir`.
+    /// `referrers`, everything that refers to it, into the layout directory `dir` (created,
+    /// or added to).
     pub async fn backup(
         &self,
         src: &Reference,
@@ -133,6 +135,34 @@ impl Client {
         progress: &SharedProgress,
     ) -> Result<LayoutResult> {
         let layout = OciLayout::create(dir)?;
+        let index = layout.read_index()?;
+        self.backup_into(src, Sink::Dir(layout), index, referrers, progress)
+            .await
+    }
+
+    /// As [`Client::backup`], into a new tar file at `tar_path`. Blobs stream from the
+    /// registry straight into the tar, one at a time, each written once; the file appears
+    /// under its name only when complete.
+    pub async fn backup_tar(
+        &self,
+        src: &Reference,
+        tar_path: &Path,
+        referrers: bool,
+        progress: &SharedProgress,
+    ) -> Result<LayoutResult> {
+        let sink = Sink::Tar(Box::new(TarSink::create(tar_path).await?));
+        self.backup_into(src, sink, Index::default(), referrers, progress)
+            .await
+    }
+
+    async fn backup_into(
+        &self,
+        src: &Reference,
+        mut sink: Sink,
+        mut index: Index,
+        referrers: bool,
+        progress: &SharedProgress,
+    ) -> Result<LayoutResult> {
         let refs = if src.tag.is_none() && src.digest.is_none() {
             // Tag-schema indexes (`sha256-<hex>`) are not images; the referrers they list are
             // backed up with their subjects.
@@ -145,11 +175,9 @@ impl Client {
             vec![src.clone()]
         };
         let mut out = LayoutResult::default();
-        let mut index = layout.read_index()?;
-        for r in refs {
-            let (desc, bytes) = self.manifest(&r).await?;
-            self.backup_tree(&r, &layout, &desc, bytes, &mut out, progress)
-                .await?;
+        let mut roots = Vec::new();
+        for r in &refs {
+            let (desc, bytes) = self.manifest(r).await?;
             let mut entry = desc.clone();
             if let Some(t) = &r.tag {
                 entry.annotations = Some(BTreeMap::from([(
@@ -169,65 +197,26 @@ impl Client {
             index.manifests.push(entry);
             out.references
                 .push(r.tag.clone().unwrap_or_else(|| desc.digest.to_string()));
-            if referrers {
-                let mut pending = vec![desc.digest.clone()];
-                while let Some(subject) = pending.pop() {
-                    for d in self.referrers(&r.with_digest(subject), None).await? {
-                        let (rd, rb) = self.manifest(&r.with_digest(d.digest.clone())).await?;
-                        self.backup_tree(&r, &layout, &rd, rb, &mut out, progress)
-                            .await?;
-                        if !index.manifests.iter().any(|m| m.digest == d.digest) {
-                            index.manifests.push(d.clone());
-                        }
-                        out.referrers += 1;
-                        pending.push(d.digest);
-                    }
-                }
-            }
+            roots.push((desc, bytes));
         }
-        layout.write_index(&index)?;
-        Ok(out)
-    }
-
-    fn backup_tree<'a>(
-        &'a self,
-        src: &'a Reference,
-        layout: &'a OciLayout,
-        desc: &'a Descriptor,
-        bytes: Bytes,
-        out: &'a mut LayoutResult,
-        progress: &'a SharedProgress,
-    ) -> futures_util::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
-            for child in &m.manifests {
-                let (cd, cb) = self
-                    .manifest(&src.with_digest(child.digest.clone()))
-                    .await?;
-                self.backup_tree(src, layout, &cd, cb, out, progress)
-                    .await?;
-            }
-            let blobs: Vec<Descriptor> = m.config.iter().chain(&m.layers).cloned().collect();
-            let done: Vec<(Digest, Transfer)> = futures_util::stream::iter(blobs)
-                .map(|d| async move {
-                    let path = layout.blob_path(&d.digest);
-                    if std::fs::metadata(&path).is_ok_and(|m| m.len() == d.size) {
-                        progress.finish(&d, Transfer::Exists);
-                        return Ok((d.digest, Transfer::Exists));
-                    }
-                    let dir = path.parent().expect("blob path has a parent");
-                    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-                    self.fetch_blob(src, &d, &path, progress).await?;
-                    Ok::<_, Error>((d.digest, Transfer::Downloaded))
-                })
-                .buffer_unordered(self.opts.concurrency.max(1))
-                .try_collect()
-                .await?;
+        let source = RepositoryManifests {
+            client: self,
+            repository: src,
+        };
+        for node in walk(&source, roots, referrers).await? {
+            let done = sink.blobs(self, src, node.blobs(), progress).await?;
             out.blobs.extend(done);
-            layout.write_blob(&desc.digest, &bytes)?;
+            sink.manifest(&node.desc.digest, &node.bytes).await?;
+            if node.role == Role::Referrer {
+                if !index.manifests.iter().any(|m| m.digest == node.desc.digest) {
+                    index.manifests.push(node.desc.clone());
+                }
+                out.referrers += 1;
+            }
             out.manifests += 1;
-            Ok(())
-        })
+        }
+        sink.finish(&index).await?;
+        Ok(out)
     }
 
     /// Puts every tagged manifest of the layout at `dir` (and every referrer it holds) into
@@ -253,106 +242,315 @@ impl Client {
                 tagged.len()
             )));
         }
-        let mut out = LayoutResult::default();
+        // Untagged entries are referrers (by their subject) or untagged roots.
+        let mut by_subject: Vec<(Digest, Descriptor)> = Vec::new();
+        let mut roots = Vec::new();
+        let mut targets: Vec<(Digest, Reference)> = Vec::new();
         for m in &tagged {
             let name = &m.annotations.as_ref().expect("partitioned on it")[ANNOTATION_REF_NAME];
             let target = match &dst.tag {
                 Some(_) => dst.clone(),
                 None => dst.with_tag(name)?,
             };
-            self.restore_tree(&layout, &target, m, false, &mut out, progress)
-                .await?;
-            out.references.push(target.to_string());
+            targets.push((m.digest.clone(), target));
+            roots.push((m.clone(), layout.read_verified(m)?));
         }
-        // Referrers after their subjects, each after any referrer it refers to.
-        let mut pending = untagged;
-        let mut rounds = 0;
-        while !pending.is_empty() && rounds < 64 {
-            rounds += 1;
-            let mut next = Vec::new();
-            for m in pending {
-                let target = dst.with_digest(m.digest.clone());
-                let bytes = layout.read_verified(&m)?;
-                let subject = Manifest::parse(Some(&m.media_type), &bytes)?.subject;
-                let ready = match &subject {
-                    Some(s) => self
-                        .resolve(&dst.with_digest(s.digest.clone()))
-                        .await
-                        .is_ok(),
-                    None => true,
-                };
-                if ready {
-                    self.restore_tree(&layout, &target, &m, subject.is_some(), &mut out, progress)
-                        .await?;
-                    out.referrers += subject.is_some() as usize;
-                    out.references.push(target.to_string());
-                } else {
-                    next.push(m);
+        for m in untagged {
+            let bytes = layout.read_verified(&m)?;
+            match Manifest::parse(Some(&m.media_type), &bytes)?.subject {
+                Some(s) => by_subject.push((s.digest, m)),
+                None => {
+                    targets.push((m.digest.clone(), dst.with_digest(m.digest.clone())));
+                    roots.push((m, bytes));
                 }
             }
-            pending = next;
         }
-        Ok(out)
-    }
-
-    fn restore_tree<'a>(
-        &'a self,
-        layout: &'a OciLayout,
-        target: &'a Reference,
-        desc: &'a Descriptor,
-        as_referrer: bool,
-        out: &'a mut LayoutResult,
-        progress: &'a SharedProgress,
-    ) -> futures_util::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let bytes = layout.read_verified(desc)?;
-            let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
-            for child in &m.manifests {
-                let child_target = target.with_digest(child.digest.clone());
-                self.restore_tree(layout, &child_target, child, false, out, progress)
-                    .await?;
-            }
-            let blobs: Vec<Descriptor> = m.config.iter().chain(&m.layers).cloned().collect();
-            let done: Vec<(Digest, Transfer)> = futures_util::stream::iter(blobs)
-                .map(|d| async move {
-                    let path = layout.blob_path(&d.digest);
-                    if !path.is_file() {
-                        return Err(Error::NotFound(format!(
-                            "{} in {}",
-                            d.digest,
-                            layout.root.display()
-                        )));
+        let source = LayoutManifests {
+            layout: &layout,
+            by_subject: &by_subject,
+        };
+        let nodes = walk(&source, roots, true).await?;
+        let mut out = LayoutResult::default();
+        for node in &nodes {
+            let blob_target = dst.with_digest(node.desc.digest.clone());
+            let done: Vec<(Digest, Transfer)> = futures_util::stream::iter(node.blobs())
+                .map(|d| {
+                    let (layout, blob_target) = (&layout, &blob_target);
+                    async move {
+                        let path = layout.blob_path(&d.digest);
+                        if !path.is_file() {
+                            return Err(Error::NotFound(format!(
+                                "{} in {}",
+                                d.digest,
+                                layout.root.display()
+                            )));
+                        }
+                        let t = self
+                            .push_blob(blob_target, &d, &FileSource(path), progress)
+                            .await?;
+                        Ok((d.digest, t))
                     }
-                    let t = self
-                        .push_blob(target, &d, &FileSource(path), progress)
-                        .await?;
-                    Ok((d.digest, t))
                 })
                 .buffer_unordered(self.opts.concurrency.max(1))
                 .try_collect()
                 .await?;
             out.blobs.extend(done);
-            if as_referrer {
-                self.put_referrer(target, &desc.media_type, bytes).await?;
-            } else {
-                self.put_manifest(target, &desc.media_type, bytes).await?;
+            let (mt, bytes) = (&node.desc.media_type, node.bytes.clone());
+            match node.role {
+                Role::Referrer => {
+                    self.put_referrer(&blob_target, mt, bytes).await?;
+                    out.referrers += 1;
+                    out.references.push(blob_target.to_string());
+                }
+                Role::Child => {
+                    self.put_manifest(&blob_target, mt, bytes).await?;
+                }
+                Role::Root => {
+                    // Every tag of this manifest; the first put stores it, the others only tag.
+                    for (_, target) in targets.iter().filter(|(d, _)| *d == node.desc.digest) {
+                        self.put_manifest(target, mt, bytes.clone()).await?;
+                        out.references.push(target.to_string());
+                    }
+                }
             }
             out.manifests += 1;
-            Ok(())
-        })
+        }
+        // Referrers whose subject is not in the layout but already in the registry.
+        for (subject, m) in &by_subject {
+            if nodes.iter().any(|n| n.desc.digest == m.digest)
+                || self
+                    .resolve(&dst.with_digest(subject.clone()))
+                    .await
+                    .is_err()
+            {
+                continue;
+            }
+            let target = dst.with_digest(m.digest.clone());
+            let source = LayoutManifests {
+                layout: &layout,
+                by_subject: &[],
+            };
+            let bytes = layout.read_verified(m)?;
+            for node in walk(&source, vec![(m.clone(), bytes)], false).await? {
+                for d in node.blobs() {
+                    let t = self
+                        .push_blob(
+                            &target,
+                            &d,
+                            &FileSource(layout.blob_path(&d.digest)),
+                            progress,
+                        )
+                        .await?;
+                    out.blobs.push((d.digest, t));
+                }
+                let node_target = dst.with_digest(node.desc.digest.clone());
+                if node.desc.digest == m.digest {
+                    self.put_referrer(&node_target, &node.desc.media_type, node.bytes)
+                        .await?;
+                    out.referrers += 1;
+                    out.references.push(node_target.to_string());
+                } else {
+                    self.put_manifest(&node_target, &node.desc.media_type, node.bytes)
+                        .await?;
+                }
+                out.manifests += 1;
+            }
+        }
+        Ok(out)
     }
 }
 
-/// Writes the layout directory `dir` as a tar file at `tar_path`.
-pub fn write_tar(dir: &Path, tar_path: &Path) -> Result<()> {
-    let f = std::fs::File::create(tar_path).map_err(|e| Error::file(tar_path, e))?;
-    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
-    b.follow_symlinks(false);
-    b.append_dir_all(".", dir)
-        .map_err(|e| Error::file(tar_path, e))?;
-    let mut w = b.into_inner().map_err(|e| Error::file(tar_path, e))?;
-    std::io::Write::flush(&mut w).map_err(|e| Error::file(tar_path, e))?;
-    w.get_ref().sync_all().map_err(|e| Error::file(tar_path, e))
+/// A layout, as a walk reads it: manifests from its blobs, referrers from the untagged
+/// entries of its index.
+struct LayoutManifests<'a> {
+    layout: &'a OciLayout,
+    by_subject: &'a [(Digest, Descriptor)],
+}
+
+#[async_trait::async_trait]
+impl ManifestSource for LayoutManifests<'_> {
+    async fn manifest(&self, d: &Descriptor) -> Result<(String, Bytes)> {
+        Ok((d.media_type.clone(), self.layout.read_verified(d)?))
+    }
+
+    async fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        Ok(self
+            .by_subject
+            .iter()
+            .filter(|(s, _)| s == subject)
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+}
+
+/// Where a backup writes: a layout directory, or a tar of one written as it goes.
+enum Sink {
+    Dir(OciLayout),
+    Tar(Box<TarSink>),
+}
+
+impl Sink {
+    async fn blobs(
+        &mut self,
+        client: &Client,
+        src: &Reference,
+        blobs: Vec<Descriptor>,
+        progress: &SharedProgress,
+    ) -> Result<Vec<(Digest, Transfer)>> {
+        match self {
+            Sink::Dir(layout) => {
+                let layout = &*layout;
+                futures_util::stream::iter(blobs)
+                    .map(|d| async move {
+                        let path = layout.blob_path(&d.digest);
+                        if std::fs::metadata(&path).is_ok_and(|m| m.len() == d.size) {
+                            progress.finish(&d, Transfer::Exists);
+                            return Ok((d.digest, Transfer::Exists));
+                        }
+                        let dir = path.parent().expect("blob path has a parent");
+                        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+                        client.fetch_blob(src, &d, &path, progress).await?;
+                        Ok::<_, Error>((d.digest, Transfer::Downloaded))
+                    })
+                    .buffer_unordered(client.opts.concurrency.max(1))
+                    .try_collect()
+                    .await
+            }
+            Sink::Tar(tar) => {
+                let mut done = Vec::new();
+                for d in blobs {
+                    done.push((d.digest.clone(), tar.blob(client, src, &d, progress).await?));
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    async fn manifest(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        match self {
+            Sink::Dir(layout) => layout.write_blob(digest, bytes),
+            Sink::Tar(tar) => {
+                if tar.written.insert(digest.clone()) {
+                    tar.file(&blob_entry(digest), bytes).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self, index: &Index) -> Result<()> {
+        match self {
+            Sink::Dir(layout) => layout.write_index(index),
+            Sink::Tar(tar) => tar.finish(index).await,
+        }
+    }
+}
+
+/// The path of a blob inside a layout.
+fn blob_entry(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+/// A layout written as a tar while the backup runs, into a temporary file beside the target
+/// that takes the target's name once complete (and is removed if the backup fails).
+struct TarSink {
+    builder: tokio_tar::Builder<tokio::io::BufWriter<tokio::fs::File>>,
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    written: std::collections::HashSet<Digest>,
+}
+
+impl TarSink {
+    async fn create(path: &Path) -> Result<TarSink> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::file(dir, e))?;
+        let file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Error::file(path, e))?);
+        let mut sink = TarSink {
+            builder: tokio_tar::Builder::new(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            path: path.to_path_buf(),
+            written: Default::default(),
+        };
+        sink.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .await?;
+        Ok(sink)
+    }
+
+    fn header(size: u64) -> tokio_tar::Header {
+        let mut h = tokio_tar::Header::new_gnu();
+        h.set_entry_type(tokio_tar::EntryType::Regular);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h
+    }
+
+    async fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut h = TarSink::header(bytes.len() as u64);
+        self.builder
+            .append_data(&mut h, name, bytes)
+            .await
+            .map_err(|e| Error::file(&self.path, e))
+    }
+
+    /// Streams one blob from the registry into the tar, verified as it goes.
+    async fn blob(
+        &mut self,
+        client: &Client,
+        src: &Reference,
+        d: &Descriptor,
+        progress: &SharedProgress,
+    ) -> Result<Transfer> {
+        if !self.written.insert(d.digest.clone()) {
+            progress.finish(d, Transfer::Exists);
+            return Ok(Transfer::Exists);
+        }
+        progress.start(d);
+        let stream = client
+            .blob_stream(src, d, progress)
+            .map_err(std::io::Error::other);
+        let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
+        let mut h = TarSink::header(d.size);
+        let appended = self
+            .builder
+            .append_data(&mut h, blob_entry(&d.digest), reader)
+            .await;
+        if let Err(e) = appended {
+            // The stream's own error (a digest mismatch, a dropped registry) when it was one.
+            return Err(match e.into_inner().map(|i| i.downcast::<Error>()) {
+                Some(Ok(inner)) => *inner,
+                Some(Err(other)) => Error::file(&self.path, std::io::Error::other(other)),
+                None => Error::Invalid(format!("{}: writing failed", self.path.display())),
+            });
+        }
+        progress.finish(d, Transfer::Downloaded);
+        Ok(Transfer::Downloaded)
+    }
+
+    async fn finish(mut self, index: &Index) -> Result<()> {
+        let json = serde_json::to_vec(index).expect("index serialises");
+        self.file("index.json", &json).await?;
+        let path = self.path.clone();
+        let mut w = self
+            .builder
+            .into_inner()
+            .await
+            .map_err(|e| Error::file(&path, e))?;
+        tokio::io::AsyncWriteExt::flush(&mut w)
+            .await
+            .map_err(|e| Error::file(&path, e))?;
+        w.into_inner()
+            .sync_all()
+            .await
+            .map_err(|e| Error::file(&path, e))?;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| Error::file(&path, e.error))?;
+        Ok(())
+    }
 }
 
 /// Unpacks a layout tar into `dir`, refusing entries that would land outside it.

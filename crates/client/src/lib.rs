@@ -26,6 +26,7 @@ pub mod manifests;
 pub mod reference;
 pub mod referrers;
 mod retry;
+mod walk;
 
 pub use blobs::{
     BlobSource, BytesSource, FileSource, NoProgress, Progress, RegistrySource, SharedProgress,

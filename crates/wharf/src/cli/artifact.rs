@@ -397,13 +397,9 @@ pub async fn backup(args: BackupArgs) -> Result<(), Error> {
     let client = args.client.client(&[&src])?;
     let progress = progress::for_args(&args.client);
     let res = if is_tar(&args.output) {
-        let dir = tempfile::tempdir()?;
-        let res = client.backup(&src, dir.path(), true, &progress).await?;
-        let (from, to) = (dir.path().to_path_buf(), args.output.clone());
-        tokio::task::spawn_blocking(move || wharf_client::layout::write_tar(&from, &to))
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))??;
-        res
+        client
+            .backup_tar(&src, &args.output, true, &progress)
+            .await?
     } else {
         client.backup(&src, &args.output, true, &progress).await?
     };
