@@ -1,8 +1,10 @@
-//! Where the registry keeps things. Two traits split the storage the way scale-out deployments
-//! split it: a [`BlobStore`] (filesystem embedded, S3 for replicas) holds content-addressed bytes (blobs and in-progress uploads), a
-//! [`MetadataStore`] (SQLite embedded, PostgreSQL for replicas) holds everything that names them (repositories, tags, manifests, blob
-//! links, referrers, upload sessions). [`Registry`] is the model on top: the distribution-spec's
-//! operations expressed over the two traits, so the HTTP layer never sees a path or a query.
+//! Where the registry keeps things. Two traits split the storage the way scale-out
+//! deployments split it: a [`BlobStore`] (filesystem embedded, S3 for replicas) holds
+//! content-addressed bytes (blobs and in-progress uploads), a [`MetadataStore`] (SQLite
+//! embedded, PostgreSQL for replicas) holds everything that names them (repositories, tags,
+//! manifests, blob links, referrers, upload sessions). [`Registry`] is the model on top: the
+//! distribution-spec's operations over the two traits, so the HTTP layer never sees a path
+//! or a query. [`open`] opens whatever the configuration names. This file only names things.
 
 pub mod blob;
 pub mod error;
