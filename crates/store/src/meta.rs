@@ -112,3 +112,38 @@ pub(crate) fn parse_digest(s: String) -> Result<Digest> {
     s.parse()
         .map_err(|e| StoreError::Database(format!("corrupt digest in database: {e}")))
 }
+
+/// API keys live in the metadata database; access control reads them through its own trait,
+/// which each backend implements by delegating to its `db_api_key_*` methods.
+macro_rules! api_key_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl wharf_auth::ApiKeyStore for $backend {
+            async fn api_key_create(
+                &self,
+                key: &wharf_auth::ApiKeyRecord,
+            ) -> Result<bool, wharf_auth::AuthError> {
+                Ok(self.db_api_key_create(key).await?)
+            }
+            async fn api_key_get(
+                &self,
+                name: &str,
+            ) -> Result<Option<wharf_auth::ApiKeyRecord>, wharf_auth::AuthError> {
+                Ok(self.db_api_key_get(name).await?)
+            }
+            async fn api_key_list(
+                &self,
+            ) -> Result<Vec<wharf_auth::ApiKeyRecord>, wharf_auth::AuthError> {
+                Ok(self.db_api_key_list().await?)
+            }
+            async fn api_key_revoke(
+                &self,
+                name: &str,
+                at: i64,
+            ) -> Result<bool, wharf_auth::AuthError> {
+                Ok(self.db_api_key_revoke(name, at).await?)
+            }
+        }
+    };
+}
+pub(crate) use api_key_store;

@@ -23,8 +23,6 @@ use crate::meta::{
 };
 use crate::{Result, SchemaVersions, StoreError};
 
-type AuthResult<T> = std::result::Result<T, wharf_auth::AuthError>;
-
 mod schema;
 use schema::MIGRATIONS;
 
@@ -576,22 +574,7 @@ impl SqliteMetadataStore {
     }
 }
 
-/// API keys live in the metadata database; access control reads them through its own trait.
-#[async_trait]
-impl wharf_auth::ApiKeyStore for SqliteMetadataStore {
-    async fn api_key_create(&self, key: &ApiKeyRecord) -> AuthResult<bool> {
-        Ok(self.db_api_key_create(key).await?)
-    }
-    async fn api_key_get(&self, name: &str) -> AuthResult<Option<ApiKeyRecord>> {
-        Ok(self.db_api_key_get(name).await?)
-    }
-    async fn api_key_list(&self) -> AuthResult<Vec<ApiKeyRecord>> {
-        Ok(self.db_api_key_list().await?)
-    }
-    async fn api_key_revoke(&self, name: &str, at: i64) -> AuthResult<bool> {
-        Ok(self.db_api_key_revoke(name, at).await?)
-    }
-}
+crate::meta::api_key_store!(SqliteMetadataStore);
 
 const API_KEY_COLUMNS: &str =
     "SELECT name, secret_sha256, grants, created_at, expires_at, revoked_at FROM api_keys";
