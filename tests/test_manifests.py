@@ -201,10 +201,13 @@ def test_malformed_manifests(wharf, body, ctype, why):
 def test_unknown_manifest_and_bad_references(wharf):
     r = wharf("GET", "/v2/nothing/manifests/latest")
     assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN"
-    r = wharf("GET", "/v2/nothing/manifests/sha256:1234")
-    assert r.status_code == 400 and error_code(r) == "DIGEST_INVALID"
-    r = wharf("GET", "/v2/nothing/manifests/-bad-tag")
-    assert r.status_code == 400 and error_code(r) == "TAG_INVALID"
+    # neither a tag nor a digest: no such manifest, as the spec answers a GET (issue 14)
+    for bad in ("sha256:1234", "-bad-tag", "md5:" + "a" * 32, "a:b"):
+        r = wharf("GET", f"/v2/nothing/manifests/{bad}")
+        assert r.status_code == 404 and error_code(r) == "MANIFEST_UNKNOWN", bad
+        assert "neither a tag nor a digest" in r.json()["errors"][0]["message"]
+        r = wharf("HEAD", f"/v2/nothing/manifests/{bad}")
+        assert r.status_code == 404, bad
     r = wharf("PUT", "/v2/nothing/manifests/" + "t" * 129, data=b"{}",
               headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 400 and error_code(r) == "TAG_INVALID"

@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use wharf_oci::Reference;
+use wharf_oci::{ErrorCode, Reference};
 use wharf_store::StoreError;
 
 use crate::error::ApiError;
@@ -14,7 +14,14 @@ use crate::{empty, header_value, may, ApiResult, App};
 use wharf_auth::{Actions, Caller};
 
 pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> ApiResult {
-    let reference: Reference = reference.parse()?;
+    // The spec answers a missing manifest with 404 only: a reference that is neither a valid
+    // tag nor a valid digest names no manifest (TAG_INVALID is for PUT).
+    let reference: Reference = reference.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ManifestUnknown,
+            format!("no manifest {reference:?} in {name}: it is neither a tag nor a digest"),
+        )
+    })?;
     let m = app.registry.manifest_get(name, &reference).await?;
     let len = m.content.len();
     let mut r = Response::new(if head {
