@@ -12,7 +12,7 @@ use wharf_oci::media_type::OCI_INDEX;
 use wharf_oci::{Descriptor, Digest, Manifest};
 
 use crate::blobs::{FileSource, SharedProgress, Transfer};
-use crate::walk::{walk, ManifestSource, RepositoryManifests, Role};
+use crate::walk::{walk, ManifestSource, Node, RepositoryManifests, Role};
 use crate::{Client, Error, Reference, Result};
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -273,26 +273,8 @@ impl Client {
         let mut out = LayoutResult::default();
         for node in &nodes {
             let blob_target = dst.with_digest(node.desc.digest.clone());
-            let done: Vec<(Digest, Transfer)> = futures_util::stream::iter(node.blobs())
-                .map(|d| {
-                    let (layout, blob_target) = (&layout, &blob_target);
-                    async move {
-                        let path = layout.blob_path(&d.digest);
-                        if !path.is_file() {
-                            return Err(Error::NotFound(format!(
-                                "{} in {}",
-                                d.digest,
-                                layout.root.display()
-                            )));
-                        }
-                        let t = self
-                            .push_blob(blob_target, &d, &FileSource(path), progress)
-                            .await?;
-                        Ok((d.digest, t))
-                    }
-                })
-                .buffer_unordered(self.opts.concurrency.max(1))
-                .try_collect()
+            let done = self
+                .push_layout_blobs(&layout, &blob_target, node, progress)
                 .await?;
             out.blobs.extend(done);
             let (mt, bytes) = (&node.desc.media_type, node.bytes.clone());
@@ -332,17 +314,10 @@ impl Client {
             };
             let bytes = layout.read_verified(m)?;
             for node in walk(&source, vec![(m.clone(), bytes)], false).await? {
-                for d in node.blobs() {
-                    let t = self
-                        .push_blob(
-                            &target,
-                            &d,
-                            &FileSource(layout.blob_path(&d.digest)),
-                            progress,
-                        )
-                        .await?;
-                    out.blobs.push((d.digest, t));
-                }
+                let done = self
+                    .push_layout_blobs(&layout, &target, &node, progress)
+                    .await?;
+                out.blobs.extend(done);
                 let node_target = dst.with_digest(node.desc.digest.clone());
                 if node.desc.digest == m.digest {
                     self.put_referrer(&node_target, &node.desc.media_type, node.bytes)
@@ -357,6 +332,33 @@ impl Client {
             }
         }
         Ok(out)
+    }
+    /// Pushes the blobs `node` needs from the layout into `target`'s repository.
+    async fn push_layout_blobs(
+        &self,
+        layout: &OciLayout,
+        target: &Reference,
+        node: &Node,
+        progress: &SharedProgress,
+    ) -> Result<Vec<(Digest, Transfer)>> {
+        futures_util::stream::iter(node.blobs())
+            .map(|d| async move {
+                let path = layout.blob_path(&d.digest);
+                if !path.is_file() {
+                    return Err(Error::NotFound(format!(
+                        "{} in {}",
+                        d.digest,
+                        layout.root.display()
+                    )));
+                }
+                let t = self
+                    .push_blob(target, &d, &FileSource(path), progress)
+                    .await?;
+                Ok((d.digest, t))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await
     }
 }
 
