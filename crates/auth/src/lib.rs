@@ -37,9 +37,12 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// Where clients fetch tokens; by default `http(s)://<Host>/token` of the request.
     pub realm: Option<String>,
-    /// Failed logins allowed per client address within `failure_window`.
+    /// Failed logins allowed per user name and client address within `failure_window`;
+    /// the next attempt is refused.
     pub failure_limit: u32,
     pub failure_window: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client; from anyone else it is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// How long a verified password is remembered, so a push of many blobs with basic auth does
@@ -175,19 +178,26 @@ pub struct Auth {
     pub config: AuthConfig,
     api_keys: Arc<dyn ApiKeyStore>,
     verified: Mutex<HashMap<[u8; 32], (Subject, Instant)>>,
-    tokens_seen: Mutex<HashMap<String, Claims>>,
+    /// Verified tokens, with the caller each names and its expiry.
+    tokens_seen: Mutex<HashMap<String, (Caller, i64)>>,
     failures: ratelimit::Failures,
+    /// A bcrypt hash of nothing anyone knows, at the cost of the configured users' hashes:
+    /// checked for names that are not users, so a wrong password takes as long for a name
+    /// that does not exist as for one that does.
+    decoy_hash: String,
 }
 
 impl Auth {
     pub fn new(config: AuthConfig, api_keys: Arc<dyn ApiKeyStore>) -> Auth {
         let failures = ratelimit::Failures::new(config.failure_limit, config.failure_window);
+        let decoy_hash = users::decoy_hash(config.users.values().map(|u| u.password_hash.as_str()));
         Auth {
             config,
             api_keys,
             verified: Mutex::new(HashMap::new()),
             tokens_seen: Mutex::new(HashMap::new()),
             failures,
+            decoy_hash,
         }
     }
 
@@ -219,6 +229,16 @@ impl Auth {
         self.config.policies.rights(&caller.subject, repository)
     }
 
+    /// Whether the caller's identity (not the token it holds) meets `need`: a token caller
+    /// for whom this is true only needs a token with more scopes.
+    pub fn subject_allows(&self, caller: &Caller, need: &Need) -> bool {
+        match need {
+            Need::Login => !caller.is_anonymous(),
+            Need::Catalog => !caller.is_anonymous() || self.config.policies.has_anonymous_access(),
+            Need::Repository(name, a) => self.subject_rights(caller, name).contains(*a),
+        }
+    }
+
     /// Whether `need` is met for `caller`.
     pub fn allows(&self, caller: &Caller, need: &Need) -> bool {
         match need {
@@ -234,21 +254,13 @@ impl Auth {
     }
 
     /// Identifies the caller. No credentials is anonymous; bad ones are
-    /// [`AuthError::InvalidCredentials`], counted against the client's address.
+    /// [`AuthError::InvalidCredentials`], counted against the user name and the client's
+    /// address (`ip`, as the server settled it from trusted proxies).
     pub async fn authenticate(
         &self,
         credentials: Credentials<'_>,
         ip: Option<IpAddr>,
     ) -> Result<Caller, AuthError> {
-        // Password guessing is what the limit is for; a valid token still works.
-        let password = matches!(credentials, Credentials::Basic(_));
-        if let (true, Some(ip)) = (password, ip) {
-            if self.failures.blocked(ip) {
-                return Err(AuthError::TooManyFailures {
-                    retry_after_secs: LOCKOUT_RETRY_SECS,
-                });
-            }
-        }
         let result = match credentials {
             Credentials::None => return Ok(Caller::anonymous()),
             Credentials::ClientCertificate(name) => {
@@ -257,68 +269,68 @@ impl Auth {
                     token_access: None,
                 })
             }
-            Credentials::Bearer(token) => self.bearer(token),
-            Credentials::Basic(b64) => self.basic(b64).await,
+            Credentials::Bearer(token) => self.bearer(token).await,
+            Credentials::Basic(b64) => return self.basic(b64, ip).await,
             Credentials::Unsupported => None,
         };
-        match result {
-            Some(c) => Ok(c),
-            None => {
-                if let (true, Some(ip)) = (password, ip) {
-                    self.failures.record(ip);
-                }
-                tracing::warn!(client = ?ip, scheme = credentials.scheme(), "authentication failed");
-                Err(AuthError::InvalidCredentials)
-            }
-        }
+        result.ok_or_else(|| {
+            tracing::warn!(client = ?ip, scheme = credentials.scheme(), "authentication failed");
+            AuthError::InvalidCredentials
+        })
     }
 
-    fn bearer(&self, token: &str) -> Option<Caller> {
+    async fn bearer(&self, token: &str) -> Option<Caller> {
         let keys = self.config.token.as_ref()?;
         let now = unix_now();
         // An ES256 verification costs ~0.4 ms of CPU, more than the request it guards; a
         // client sends the same token many times, and a verified token cannot change.
-        if let Some(c) = self.tokens_seen.lock().expect("lock").get(token) {
-            if c.exp > now {
-                return Some(self.token_caller(c.clone()));
+        if let Some((c, exp)) = self.tokens_seen.lock().expect("lock").get(token) {
+            if *exp > now {
+                return Some(c.clone());
             }
         }
-        match keys.verify(token, now) {
-            Ok(claims) => {
-                let mut seen = self.tokens_seen.lock().expect("lock");
-                if seen.len() >= MAX_CACHED_TOKENS {
-                    seen.retain(|_, c| c.exp > now);
-                    if seen.len() >= MAX_CACHED_TOKENS {
-                        seen.clear();
-                    }
-                }
-                seen.insert(token.to_string(), claims.clone());
-                Some(self.token_caller(claims))
-            }
+        let claims = match keys.verify(token, now) {
+            Ok(claims) => claims,
             Err(why) => {
                 tracing::info!(?why, "bearer token refused");
-                None
+                return None;
+            }
+        };
+        let subject = match claims.sub.strip_prefix("apikey:") {
+            // The key's grants decide what its identity may do (listings, and whether a
+            // refusal is the token's or the key's); a key gone since is no one.
+            Some(name) => match self.api_keys.api_key_get(name).await {
+                Ok(Some(k)) => Subject::ApiKey {
+                    name: k.name,
+                    grants: parse_grants(&k.grants).ok()?,
+                },
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!("reading API key {name:?}: {e}");
+                    return None;
+                }
+            },
+            None => self.subject_named(&claims.sub),
+        };
+        let caller = Caller {
+            subject,
+            token_access: Some(claims.access),
+        };
+        let mut seen = self.tokens_seen.lock().expect("lock");
+        if seen.len() >= MAX_CACHED_TOKENS {
+            seen.retain(|_, (_, exp)| *exp > now);
+            if seen.len() >= MAX_CACHED_TOKENS {
+                seen.clear();
             }
         }
+        seen.insert(token.to_string(), (caller.clone(), claims.exp));
+        Some(caller)
     }
 
-    fn token_caller(&self, claims: Claims) -> Caller {
-        Caller {
-            subject: self.subject_named(&claims.sub),
-            token_access: Some(claims.access),
-        }
-    }
-
-    /// The subject a token or certificate names; API-key subjects keep no grants here, since
-    /// the token's access is what counts for them.
+    /// The subject a certificate or a user's token names.
     fn subject_named(&self, sub: &str) -> Subject {
         if sub.is_empty() {
             Subject::Anonymous
-        } else if let Some(name) = sub.strip_prefix("apikey:") {
-            Subject::ApiKey {
-                name: name.to_string(),
-                grants: Vec::new(),
-            }
         } else {
             Subject::User {
                 name: sub.to_string(),
@@ -332,15 +344,36 @@ impl Auth {
         }
     }
 
-    async fn basic(&self, b64: &str) -> Option<Caller> {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (user, password) = text.split_once(':')?;
-        let subject = self.check_password(user, password).await?;
-        Some(Caller {
-            subject,
-            token_access: None,
-        })
+    /// Basic credentials, within the failed-login limit of that user name at that address.
+    async fn basic(&self, b64: &str, ip: Option<IpAddr>) -> Result<Caller, AuthError> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        let Some((user, password)) = decoded.as_deref().and_then(|t| t.split_once(':')) else {
+            tracing::warn!(client = ?ip, "authentication failed: unreadable basic credentials");
+            return Err(AuthError::InvalidCredentials);
+        };
+        if let Some(ip) = ip {
+            if self.failures.blocked(user, ip) {
+                return Err(AuthError::TooManyFailures {
+                    retry_after_secs: LOCKOUT_RETRY_SECS,
+                });
+            }
+        }
+        match self.check_password(user, password).await {
+            Some(subject) => Ok(Caller {
+                subject,
+                token_access: None,
+            }),
+            None => {
+                if let Some(ip) = ip {
+                    self.failures.record(user, ip);
+                }
+                tracing::warn!(client = ?ip, user, "authentication failed: wrong password");
+                Err(AuthError::InvalidCredentials)
+            }
+        }
     }
 
     /// Verifies a user's password or an API key's secret.
@@ -360,7 +393,11 @@ impl Auth {
         }
         let Some(u) = self.config.users.get(user) else {
             // API keys are not cached: a revocation must count at once, on every replica.
-            return self.check_api_key(user, password).await;
+            let key = self.check_api_key(user, password).await;
+            if key.is_none() {
+                users::verify_password(password, &self.decoy_hash).await;
+            }
+            return key;
         };
         if !users::verify_password(password, &u.password_hash).await {
             return None;

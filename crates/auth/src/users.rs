@@ -45,6 +45,17 @@ pub(crate) async fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A hash of a random password at the highest cost among `hashes` (bcrypt's default when
+/// there are none), for checking wrong names as slowly as wrong passwords.
+pub(crate) fn decoy_hash<'a>(hashes: impl Iterator<Item = &'a str>) -> String {
+    let cost = hashes
+        .filter_map(|h| h.get(4..6)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(bcrypt::DEFAULT_COST);
+    let secret = uuid::Uuid::new_v4().to_string();
+    bcrypt::hash(secret, cost.clamp(4, 31)).expect("bcrypt hashes at a valid cost")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

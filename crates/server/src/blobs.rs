@@ -17,7 +17,11 @@ pub(crate) async fn get(
     head: bool,
 ) -> ApiResult {
     let digest: Digest = digest.parse()?;
-    let size = app.registry.blob_size(name, &digest).await?;
+    let size = if head {
+        app.registry.blob_size_checked(name, &digest).await?
+    } else {
+        app.registry.blob_size(name, &digest).await?
+    };
     if !head {
         if let Some(url) = app.registry.blob_redirect(&digest).await? {
             return empty(
@@ -37,10 +41,10 @@ pub(crate) async fn get(
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
         None => (StatusCode::OK, 0..size),
     };
-    let body = if head || span.is_empty() {
+    let body = if head {
         Body::empty()
     } else {
-        Body::from_stream(app.registry.blob_read(&digest, span.clone()).await?)
+        Body::from_stream(app.registry.blob_read(&digest, span.clone(), size).await?)
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;

@@ -103,8 +103,19 @@ pub(crate) fn upload_range(size: u64) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let msg = e.to_string();
+        if e.is_out_of_files() {
+            return ApiError::internal(msg)
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_message("the registry has run out of file descriptors; try again shortly")
+                .with_header("retry-after", "5".into());
+        }
         match e {
             StoreError::BlobUnknown => ApiError::new(ErrorCode::BlobUnknown, msg),
+            // The log has the fault; the client is told only that the blob is not there, so
+            // that it pushes it again (which repairs it).
+            StoreError::BlobMissing { .. } => {
+                ApiError::new(ErrorCode::BlobUnknown, "blob unknown to this repository")
+            }
             StoreError::UploadUnknown => ApiError::new(ErrorCode::BlobUploadUnknown, msg),
             StoreError::RangeNotSatisfiable { size } => {
                 ApiError::new(ErrorCode::BlobUploadInvalid, msg)
@@ -124,11 +135,14 @@ impl From<StoreError> for ApiError {
             StoreError::ManifestTooLarge { .. } => ApiError::new(ErrorCode::SizeInvalid, msg)
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE),
             StoreError::Spec(e) => e.into(),
-            StoreError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                ApiError::internal(msg)
-                    .with_status(StatusCode::INSUFFICIENT_STORAGE)
-                    .with_message("the registry's storage is full")
-            }
+            StoreError::StorageFull(_) => ApiError::internal(msg)
+                .with_status(StatusCode::INSUFFICIENT_STORAGE)
+                .with_message("the registry's storage is full"),
+            StoreError::ReadOnly(_) => ApiError::internal(msg)
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_message(
+                    "the registry's storage is read-only: pulls work, pushes and deletes do not",
+                ),
             StoreError::Io(_) | StoreError::Database(_) => ApiError::internal(msg),
         }
     }
@@ -211,12 +225,41 @@ mod tests {
         );
 
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "ENOSPC on /dev/sdb1");
-        let (status, body) = body_of(ApiError::from(StoreError::Io(full))).await;
+        let (status, body) = body_of(ApiError::from(StoreError::from_io(full))).await;
         assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
         assert!(
             body.contains("storage is full") && !body.contains("sdb1"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn storage_states_get_their_own_statuses() {
+        let emfile = std::io::Error::from_raw_os_error(libc_emfile());
+        let e = ApiError::from(StoreError::from_io(emfile));
+        assert_eq!(e.header("retry-after").as_deref(), Some("5"));
+        let (status, body) = body_of(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("out of file descriptors"), "{body}");
+
+        let rofs = std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "EROFS");
+        let (status, body) = body_of(ApiError::from(StoreError::from_io(rofs))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("read-only") && !body.contains("EROFS"), "{body}");
+
+        let missing = StoreError::BlobMissing {
+            digest: wharf_oci::Digest::sha256_of(b"x"),
+            recorded: 1,
+            found: None,
+        };
+        let (status, body) = body_of(ApiError::from(missing)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("BLOB_UNKNOWN") && !body.contains("recorded"), "{body}");
+    }
+
+    /// EMFILE, "too many open files", on Linux.
+    fn libc_emfile() -> i32 {
+        24
     }
 
     #[tokio::test]

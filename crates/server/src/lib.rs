@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod blobs;
+mod drain;
 pub mod error;
 mod listing;
 mod manifests;
@@ -35,6 +36,11 @@ pub struct ServerOptions {
     pub chunk_min_length: u64,
     /// How long a request body may go without sending a byte before the request fails.
     pub body_idle_timeout: std::time::Duration,
+    /// The most of an unread request body discarded so that a refusal reaches the client
+    /// (see [`drain`]); a longer one gets its answer with `Connection: close`.
+    pub drain_max_bytes: u64,
+    /// Serve pulls only (maintenance mode): every write is refused.
+    pub read_only: bool,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +49,8 @@ impl Default for ServerOptions {
             max_page_size: 10_000,
             chunk_min_length: 1024 * 1024,
             body_idle_timeout: std::time::Duration::from_secs(60),
+            drain_max_bytes: 64 * 1024 * 1024,
+            read_only: false,
         }
     }
 }
@@ -72,10 +80,27 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     // Only paths are logged: query strings can carry tokens once auth lands.
     let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let started = std::time::Instant::now();
+    // Requests without a body (most GETs) skip the shared handle.
+    let (req, body) = if request::has_body(&req) {
+        let expect = req.headers().contains_key(header::EXPECT);
+        let (parts, body) = req.into_parts();
+        let (handle, reader) = drain::BodyHandle::new(body);
+        (Request::from_parts(parts, reader), Some((handle, expect)))
+    } else {
+        (req, None)
+    };
     let mut response = match route(&app, req).await {
         Ok(r) => r,
         Err(e) => e.log_internal(&method).into_response(),
     };
+    if let Some((handle, expect)) = body {
+        let limits = drain::DrainLimits {
+            max_bytes: app.options.drain_max_bytes,
+            idle: app.options.body_idle_timeout,
+            max_time: app.options.body_idle_timeout,
+        };
+        handle.drain(expect, limits, &mut response).await;
+    }
     response
         .headers_mut()
         .insert("docker-distribution-api-version", API_VERSION);
@@ -105,16 +130,20 @@ async fn route(app: &App, req: Request) -> ApiResult {
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)
                 .with_header("allow", "GET".into()));
             }
-            let ip = client_ip(&req);
+            let ip = auth::client_address(auth, Head::of(&req));
             let query = req.uri().query().unwrap_or("");
             return Ok(auth::issue(auth, req.headers(), query, ip).await);
         }
     }
     let route = Route::parse(req.uri().path())?;
     let m = req.method().clone();
-    let ip = client_ip(&req);
-    let cert = req.extensions().get::<auth::ClientCertificate>();
-    let caller = authorize(app, &route, &m, req.headers(), ip, cert).await?;
+    if app.options.read_only && !matches!(m, Method::GET | Method::HEAD) {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "the registry is in read-only mode (wharf serve --read-only): pulls only",
+        ));
+    }
+    let caller = authorize(app, &route, Head::of(&req)).await?;
     let caller = caller.as_ref();
     let head = m == Method::HEAD;
     match (route, m) {
@@ -151,26 +180,35 @@ async fn route(app: &App, req: Request) -> ApiResult {
     }
 }
 
-fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
-}
-
 /// Decides whether the caller may make this request: `None` when access control is off,
 /// else the authenticated caller for handlers that refine the decision (overwrites, mounts,
 /// the catalog).
-async fn authorize(
-    app: &App,
-    route: &Route,
-    m: &Method,
-    headers: &axum::http::HeaderMap,
-    ip: Option<std::net::IpAddr>,
-    cert: Option<&auth::ClientCertificate>,
-) -> Result<Option<Caller>, ApiError> {
+/// The parts of a request that access control reads; unlike the request (whose body is not
+/// `Sync`), they may be held across an await.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub method: &'a Method,
+    pub uri: &'a axum::http::Uri,
+    pub headers: &'a axum::http::HeaderMap,
+    pub extensions: &'a axum::http::Extensions,
+}
+
+impl<'a> Head<'a> {
+    fn of(req: &'a Request) -> Head<'a> {
+        Head {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+}
+
+async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Caller>, ApiError> {
     let Some(auth) = &app.auth else {
         return Ok(None);
     };
+    let (m, headers) = (req.method, req.headers);
     let repo = |name: &str, a: Actions| Need::Repository(name.to_string(), a);
     let need = match (route, m) {
         (Route::Base, _) => Need::Login,
@@ -188,28 +226,49 @@ async fn authorize(
         ) => repo(name, Actions::PULL),
         (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
     };
+    // A cross-repository mount also reads the source: the challenge names its pull scope,
+    // so a client that follows challenges gets a token with which the mount succeeds.
+    let mount_from = match route {
+        Route::UploadStart { .. } if m == Method::POST => request::Query::parse(req.uri)?
+            .get("from")
+            .filter(|f| !f.is_empty() && wharf_oci::validate_repository(f).is_ok())
+            .map(|f| Need::Repository(f.to_string(), Actions::PULL)),
+        _ => None,
+    };
+    let origin = auth::Origin {
+        headers,
+        tls: req.extensions.get::<auth::Https>().is_some(),
+    };
+    let challenge = |error: Option<&str>| {
+        let needs: Vec<&Need> = std::iter::once(&need).chain(mount_from.as_ref()).collect();
+        auth::challenge(auth, origin, &needs, error)
+    };
+    let ip = auth::client_address(auth, req);
+    let cert = req.extensions.get::<auth::ClientCertificate>();
     let caller = auth
         .authenticate(auth::credentials(headers, cert), ip)
         .await
         .map_err(|e| match e {
-            wharf_auth::AuthError::InvalidCredentials => auth::challenge(auth, headers, &need),
+            wharf_auth::AuthError::InvalidCredentials => challenge(None),
             e => ApiError::from(e),
         })?;
     if auth.allows(&caller, &need) {
-        Ok(Some(caller))
-    } else if caller.is_anonymous() {
-        Err(auth::challenge(auth, headers, &need))
+        return Ok(Some(caller));
+    }
+    let what = match &need {
+        Need::Repository(name, a) => format!("{a} on {name}"),
+        Need::Catalog => "list the catalog".into(),
+        Need::Login => "log in".into(),
+    };
+    if caller.is_anonymous() {
+        Err(challenge(None))
+    } else if caller.holds_token() && auth.subject_allows(&caller, &need) {
+        // The identity may; the token it holds was issued for less. A new token will do.
+        Err(challenge(Some("insufficient_scope")).with_message(format!("the token lacks {what}")))
     } else {
-        let what = match &need {
-            Need::Repository(name, a) => format!("{a} on {name}"),
-            _ => "this".into(),
-        };
-        let denied = ApiError::new(
+        Err(ApiError::new(
             ErrorCode::Denied,
             format!("{} may not {what}", caller.subject.id()),
-        );
-        Err(auth::insufficient_scope(
-            auth, denied, headers, &need, &caller,
         ))
     }
 }

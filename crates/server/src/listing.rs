@@ -65,7 +65,7 @@ impl Page {
 }
 
 pub(crate) async fn tags(app: &App, name: &str, req: Request) -> ApiResult {
-    let page = Page::of(app, &Query::of(&req))?;
+    let page = Page::of(app, &Query::of(&req)?)?;
     let tags = if page.n == 0 {
         Vec::new()
     } else {
@@ -83,7 +83,7 @@ pub(crate) async fn tags(app: &App, name: &str, req: Request) -> ApiResult {
 }
 
 pub(crate) async fn catalog(app: &App, req: Request, caller: Option<&Caller>) -> ApiResult {
-    let page = Page::of(app, &Query::of(&req))?;
+    let page = Page::of(app, &Query::of(&req)?)?;
     let visible = |r: &str| match (&app.auth, caller) {
         (Some(auth), Some(c)) => auth.subject_rights(c, r).contains(Actions::PULL),
         _ => true,
@@ -115,7 +115,7 @@ pub(crate) async fn catalog(app: &App, req: Request, caller: Option<&Caller>) ->
 
 pub(crate) async fn referrers(app: &App, name: &str, digest: &str, req: Request) -> ApiResult {
     let subject: Digest = digest.parse()?;
-    let q = Query::of(&req);
+    let q = Query::of(&req)?;
     let page = Page::of(app, &q)?;
     let artifact_type = q.get("artifactType").filter(|t| !t.is_empty());
     let mut all = app

@@ -19,17 +19,33 @@ use crate::error::ApiError;
 pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
-    pub fn of(req: &Request) -> Query {
-        let q = req.uri().query().unwrap_or("");
-        Query(
-            q.split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect(),
-        )
+    /// Refuses a parameter holding a NUL byte: no name, tag, digest or media type has one,
+    /// and PostgreSQL text cannot store one.
+    pub fn of(req: &Request) -> Result<Query, ApiError> {
+        Query::parse(req.uri())
+    }
+
+    pub fn parse(uri: &axum::http::Uri) -> Result<Query, ApiError> {
+        let q = uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = q
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect();
+        if let Some((k, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::new(
+                ErrorCode::Unsupported,
+                format!("query parameter {k:?} contains a NUL byte"),
+            )
+            .with_status(axum::http::StatusCode::BAD_REQUEST));
+        }
+        Ok(Query(pairs))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -42,7 +42,7 @@ pub(crate) async fn start(
     req: Request,
     caller: Option<&Caller>,
 ) -> ApiResult {
-    let q = Query::of(&req);
+    let q = Query::of(&req)?;
     if let Some(mount) = q.get("mount") {
         let digest: Digest = mount.parse()?;
         let from = q.get("from").filter(|f| !f.is_empty());
@@ -93,7 +93,7 @@ pub(crate) async fn patch(app: &App, name: &str, id: &str, req: Request) -> ApiR
 }
 
 pub(crate) async fn put(app: &App, name: &str, id: &str, req: Request) -> ApiResult {
-    let q = Query::of(&req);
+    let q = Query::of(&req)?;
     let digest: Digest = q
         .get("digest")
         .ok_or_else(|| {

@@ -32,8 +32,11 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Streams `range` of a stored blob. The caller has checked the range against the size.
-    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream>;
+    /// Streams `range` of a stored blob whose recorded size is `size` (the caller checked the
+    /// range against it). A blob that is missing, or whose stored size is not `size`, is
+    /// [`StoreError::BlobMissing`](crate::StoreError::BlobMissing), found before any byte is
+    /// sent.
+    async fn read(&self, digest: &Digest, range: Range<u64>, size: u64) -> Result<ByteStream>;
 
     /// Stores a whole blob from `body`, refusing it unless it hashes to `digest`. Returns its size.
     async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64>;

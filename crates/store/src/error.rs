@@ -9,6 +9,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum StoreError {
     #[error("blob unknown to this repository")]
     BlobUnknown,
+    /// The metadata names a blob whose bytes are gone or of another size: a storage fault.
+    #[error("blob {digest} is missing from storage or damaged (recorded {recorded} bytes, found {found:?})")]
+    BlobMissing {
+        digest: Digest,
+        recorded: u64,
+        found: Option<u64>,
+    },
     #[error("upload session unknown")]
     UploadUnknown,
     #[error("chunk must start at offset {size}, where the upload ends")]
@@ -32,14 +39,49 @@ pub enum StoreError {
     #[error("request body ended early: {0}")]
     BodyIncomplete(std::io::Error),
     #[error("storage I/O failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("metadata database failed: {0}")]
     Database(String),
+    /// No space left for blobs or metadata; the detail is for the log.
+    #[error("storage is full: {0}")]
+    StorageFull(String),
+    /// The data directory (or the database) cannot be written; reads still work.
+    #[error("storage is read-only: {0}")]
+    ReadOnly(String),
+}
+
+impl StoreError {
+    /// An I/O error by its kind: a full or read-only filesystem is a state of the registry,
+    /// not a failure of one request.
+    pub fn from_io(e: std::io::Error) -> StoreError {
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StoreError::StorageFull(e.to_string())
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly(e.to_string()),
+            _ => StoreError::Io(e),
+        }
+    }
+
+    /// Whether the process ran out of file descriptors.
+    pub fn is_out_of_files(&self) -> bool {
+        matches!(self, StoreError::Io(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::StorageFull(e.to_string()),
+            Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::from_io(e)
     }
 }
 

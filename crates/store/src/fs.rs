@@ -82,6 +82,35 @@ fn saved_hasher(state: &[u8], at: u64, alg: Algorithm) -> Option<Hasher> {
     Hasher::from_bytes(state).filter(|h| h.len() == at && h.algorithm() == alg)
 }
 
+/// What a filesystem that refused a write is out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsState {
+    ReadOnly,
+    Full,
+}
+
+/// Whether the filesystem holding `dir` is mounted read-only or has no free blocks; `None`
+/// when it is neither (or cannot be asked).
+pub fn filesystem_state(dir: &Path) -> Option<FsState> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the zeroed struct passed to it; `c` is NUL-terminated.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st
+    };
+    if st.f_flag & libc::ST_RDONLY != 0 {
+        Some(FsState::ReadOnly)
+    } else if st.f_bavail == 0 {
+        Some(FsState::Full)
+    } else {
+        None
+    }
+}
+
 fn sync_dir(p: &Path) -> io::Result<()> {
     File::open(p)?.sync_all()
 }
@@ -273,11 +302,23 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+    async fn read(&self, digest: &Digest, range: Range<u64>, size: u64) -> Result<ByteStream> {
         let path = self.blob_path(digest);
-        let file = match tokio::task::spawn_blocking(move || File::open(path)).await? {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::BlobUnknown),
+        let opened = tokio::task::spawn_blocking(move || {
+            let f = File::open(path)?;
+            let len = f.metadata()?.len();
+            Ok::<_, io::Error>((f, len))
+        })
+        .await?;
+        let missing = |found| StoreError::BlobMissing {
+            digest: digest.clone(),
+            recorded: size,
+            found,
+        };
+        let file = match opened {
+            Ok((f, len)) if len == size => f,
+            Ok((_, len)) => return Err(missing(Some(len))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(None)),
             Err(e) => return Err(e.into()),
         };
         if range.is_empty() {
@@ -341,10 +382,21 @@ impl BlobStore for FsBlobStore {
         .await?
         .map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::UploadUnknown,
-            _ => StoreError::Io(e),
+            _ => StoreError::from_io(e),
         })?;
-        let (_file, hasher, n) = write_stream(file, hasher, body).await?;
-        Ok((offset + n, hasher.to_bytes()))
+        match write_stream(file, hasher, body).await {
+            Ok((_file, hasher, n)) => Ok((offset + n, hasher.to_bytes())),
+            Err(e) => {
+                // Give back the space a cut chunk took (ENOSPC, a client gone): the session
+                // stays at its last acknowledged length and resumes from there.
+                let path = self.upload_path(id)?;
+                let _ = tokio::task::spawn_blocking(move || {
+                    OpenOptions::new().write(true).open(path)?.set_len(offset)
+                })
+                .await;
+                Err(e)
+            }
+        }
     }
 
     async fn upload_commit(
@@ -371,7 +423,7 @@ impl BlobStore for FsBlobStore {
             .await?
             .map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => StoreError::UploadUnknown,
-                _ => StoreError::Io(e),
+                _ => StoreError::from_io(e),
             })?;
         if &actual != digest {
             return Err(StoreError::DigestMismatch {

@@ -9,6 +9,7 @@
 pub mod blob;
 pub mod error;
 pub mod fs;
+mod keyed_lock;
 pub mod meta;
 mod open;
 #[cfg(feature = "postgres")]

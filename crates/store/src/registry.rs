@@ -2,9 +2,7 @@
 //! [`MetadataStore`]. Ordering is what keeps a crash harmless: bytes become durable before the
 //! metadata that names them, so the metadata never names something missing.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher as _};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -50,15 +48,13 @@ pub struct ManifestPut {
     pub subject: Option<Digest>,
 }
 
-/// Uploads are serialised per session so two requests on one session never interleave their
-/// bytes; striping bounds the lock table's size.
-const UPLOAD_LOCK_STRIPES: usize = 256;
-
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
-    upload_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Requests on one upload session are serialised so their bytes never interleave. The
+    /// lock is the session's own: a client stalled mid-chunk holds up its own session only.
+    upload_locks: crate::keyed_lock::KeyedLock,
 }
 
 impl Registry {
@@ -67,9 +63,7 @@ impl Registry {
             blobs,
             meta,
             limits,
-            upload_locks: (0..UPLOAD_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            upload_locks: Default::default(),
         }
     }
 
@@ -114,12 +108,6 @@ impl Registry {
         }
     }
 
-    fn upload_lock(&self, id: &str) -> &tokio::sync::Mutex<()> {
-        let mut h = DefaultHasher::new();
-        id.hash(&mut h);
-        &self.upload_locks[(h.finish() as usize) % UPLOAD_LOCK_STRIPES]
-    }
-
     // ---- blobs ----
 
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
@@ -134,8 +122,35 @@ impl Registry {
         self.blobs.redirect(digest).await
     }
 
-    pub async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
-        self.blobs.read(digest, range).await
+    /// Streams `range` of a blob of `size` bytes (its recorded size).
+    pub async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Range<u64>,
+        size: u64,
+    ) -> Result<ByteStream> {
+        self.blobs
+            .read(digest, range, size)
+            .await
+            .inspect_err(report_missing)
+    }
+
+    /// The recorded size of a blob in `repo`, once the store confirms it holds exactly that
+    /// many bytes (what a HEAD promises).
+    pub async fn blob_size_checked(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        let recorded = self.blob_size(repo, digest).await?;
+        match self.blobs.stat(digest).await? {
+            Some(n) if n == recorded => Ok(recorded),
+            found => {
+                let e = StoreError::BlobMissing {
+                    digest: digest.clone(),
+                    recorded,
+                    found,
+                };
+                report_missing(&e);
+                Err(e)
+            }
+        }
     }
 
     pub async fn blob_delete(&self, repo: &str, digest: &Digest) -> Result<()> {
@@ -166,7 +181,9 @@ impl Registry {
             None => self.meta.blob_find(digest).await?,
         };
         if let Some(size) = found {
-            if self.blobs.stat(digest).await?.is_some() {
+            // A blob whose bytes are gone or damaged is not mounted: the client uploads it,
+            // which repairs it.
+            if self.blobs.stat(digest).await? == Some(size) {
                 self.meta.blob_link(repo, digest, size).await?;
                 return Ok(MountOutcome::Mounted { size });
             }
@@ -207,7 +224,7 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: ByteStream,
     ) -> Result<Upload> {
-        let _guard = self.upload_lock(id).lock().await;
+        let _guard = self.upload_locks.lock(id).await;
         let rec = self.append_locked(repo, id, range, body).await?;
         Ok(Upload {
             id: rec.id,
@@ -268,7 +285,7 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<(u64, u64)>, ByteStream)>,
     ) -> Result<u64> {
-        let _guard = self.upload_lock(id).lock().await;
+        let _guard = self.upload_locks.lock(id).await;
         let upload = match last_chunk {
             Some((range, body)) => self.append_locked(repo, id, range, body).await?,
             None => self.upload_record(repo, id).await?,
@@ -283,10 +300,12 @@ impl Registry {
     }
 
     pub async fn upload_cancel(&self, repo: &str, id: &str) -> Result<()> {
-        let _guard = self.upload_lock(id).lock().await;
+        let _guard = self.upload_locks.lock(id).await;
         let rec = self.upload_record(repo, id).await?;
-        self.meta.upload_complete(id, None).await?;
-        self.blobs.upload_abort(id, &rec.state).await
+        // Bytes first: a full disk that refuses the metadata write must still get its space
+        // back. A session left without bytes is unknown to the next request that uses it.
+        self.blobs.upload_abort(id, &rec.state).await?;
+        self.meta.upload_complete(id, None).await.map(drop)
     }
 
     // ---- manifests ----
@@ -435,6 +454,16 @@ impl Registry {
             out.retain(|d| d.artifact_type.as_deref() == Some(t));
         }
         Ok(out)
+    }
+}
+
+/// Storage faults are logged where an operator looks for them, whichever request found them.
+fn report_missing(e: &StoreError) {
+    if let StoreError::BlobMissing { .. } = e {
+        tracing::error!(
+            event = "blob_missing",
+            "{e}; the next push of it repairs it"
+        );
     }
 }
 

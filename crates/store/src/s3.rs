@@ -207,19 +207,28 @@ impl BlobStore for S3BlobStore {
         Ok(Some(url.to_string()))
     }
 
-    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+    async fn read(&self, digest: &Digest, range: Range<u64>, size: u64) -> Result<ByteStream> {
+        let missing = |found| StoreError::BlobMissing {
+            digest: digest.clone(),
+            recorded: size,
+            found,
+        };
         if range.is_empty() {
-            return Ok(Box::pin(futures_util::stream::empty()));
+            return match self.stat(digest).await? {
+                Some(n) if n == size => Ok(Box::pin(futures_util::stream::empty())),
+                found => Err(missing(found)),
+            };
         }
         let opts = GetOptions {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
-        let r = self
-            .s3
-            .get_opts(&blob_key(digest), opts)
-            .await
-            .map_err(s3_error)?;
+        let r = match self.s3.get_opts(&blob_key(digest), opts).await {
+            Ok(r) if r.meta.size == size => r,
+            Ok(r) => return Err(missing(Some(r.meta.size))),
+            Err(object_store::Error::NotFound { .. }) => return Err(missing(None)),
+            Err(e) => return Err(s3_error(e)),
+        };
         Ok(Box::pin(r.into_stream().map_err(std::io::Error::other)))
     }
 
@@ -300,9 +309,21 @@ impl BlobStore for S3BlobStore {
         if carried {
             check_digest(hasher.finish(), digest)?;
         }
+        if size == 0 {
+            // S3 refuses a multipart upload whose only part is empty; the empty blob is an
+            // ordinary put of nothing.
+            if !carried {
+                check_digest(Digest::of(digest.algorithm(), b""), digest)?;
+            }
+            self.s3
+                .put(&blob_key(digest), PutPayload::default())
+                .await
+                .map_err(s3_error)?;
+            return self.upload_abort(id, state).await;
+        }
         let assembled = async {
             let tail = self.read_tail(&key, &st, size).await?;
-            if !tail.is_empty() || st.parts.is_empty() {
+            if !tail.is_empty() {
                 self.put_part(&key, &mut st, tail.freeze()).await?;
             }
             let parts = st

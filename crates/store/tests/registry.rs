@@ -124,7 +124,7 @@ fn failing_body(first: &[u8]) -> ByteStream {
 
 async fn read_all(r: &Registry, d: &Digest, size: u64) -> Vec<u8> {
     use futures_util::StreamExt;
-    let mut s = r.blob_read(d, 0..size).await.unwrap();
+    let mut s = r.blob_read(d, 0..size, size).await.unwrap();
     let mut out = Vec::new();
     while let Some(chunk) = s.next().await {
         out.extend_from_slice(&chunk.unwrap());

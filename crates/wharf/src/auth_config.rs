@@ -38,6 +38,9 @@ pub struct FileAuth {
     pub issuer: Option<String>,
     pub failed_login_limit: Option<u32>,
     pub failed_login_window_secs: Option<u64>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,9 +156,23 @@ pub fn build(a: &FileAuth, data_dir: &Path) -> Result<AuthConfig, String> {
         token,
         token_ttl: Duration::from_secs(a.token_ttl_secs.unwrap_or(300).max(1)),
         realm: a.realm.clone(),
-        failure_limit: a.failed_login_limit.unwrap_or(10),
+        failure_limit: a.failed_login_limit.unwrap_or(10).max(1),
         failure_window: Duration::from_secs(a.failed_login_window_secs.unwrap_or(60).max(1)),
+        trusted_proxies: a
+            .trusted_proxies
+            .iter()
+            .map(|p| parse_network(p))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// `10.0.0.0/8`, or one address as a network of one.
+fn parse_network(p: &str) -> Result<ipnet::IpNet, String> {
+    p.parse::<ipnet::IpNet>()
+        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("auth.trusted_proxies: {p:?} is not an address or a CIDR range (10.0.0.0/8)")
+        })
 }
 
 /// Reads the token signing key, or creates one (readable by its owner only) when the file

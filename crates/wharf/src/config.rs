@@ -14,7 +14,12 @@ pub struct StoreArgs {
     #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep metadata in PostgreSQL instead of SQLite, e.g. postgres://wharf@db/wharf
-    #[arg(long, env = "WHARF_METADATA_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "WHARF_METADATA_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub metadata_url: Option<String>,
     /// TOML configuration file
     #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
@@ -105,6 +110,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub metadata_url: Option<String>,
     pub allow_anonymous: Option<bool>,
+    /// Serve pulls only (maintenance mode).
+    pub read_only: Option<bool>,
     pub log: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -123,6 +130,10 @@ pub struct FileLimits {
     pub max_page_size: Option<usize>,
     pub chunk_min_length: Option<u64>,
     pub body_idle_timeout_secs: Option<u64>,
+    pub drain_max_bytes: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
     pub shutdown_timeout_secs: Option<u64>,
     pub upload_expiry_secs: Option<u64>,
     pub upload_expiry_check_secs: Option<u64>,
@@ -151,10 +162,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     pub allow_anonymous: bool,
+    pub read_only: bool,
     pub log: String,
     pub max_page_size: usize,
     pub chunk_min_length: u64,
     pub body_idle_timeout_secs: u64,
+    pub drain_max_bytes: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
     pub upload_expiry_secs: u64,
     pub upload_expiry_check_secs: u64,

@@ -5,6 +5,7 @@ mod admin;
 mod auth_config;
 mod cli;
 mod config;
+mod listener;
 mod migrate;
 mod serve;
 mod tls;

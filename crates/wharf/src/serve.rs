@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use std::path::PathBuf;
 
 use clap::Args;
 use wharf_server::ServerOptions;
 
 use crate::config::{Settings, StoreArgs, DEFAULT_LISTEN};
+use crate::listener::ListenerOptions;
 
 #[derive(Args)]
 #[command(
@@ -41,10 +41,19 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// Serve pulls only, refusing every write (maintenance mode)
+    #[arg(long, env = "WHARF_READ_ONLY")]
+    read_only: bool,
     /// Log filter, e.g. info or wharf_server=debug [default: info]
     #[arg(long, env = "WHARF_LOG", value_name = "FILTER")]
     log: Option<String>,
 }
+
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 90;
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Descriptors kept free of connections: the database, blob files, uploads in flight.
+const FILES_RESERVED: usize = 256;
 
 fn settle(args: ServeArgs) -> Result<Settings, String> {
     let file = args.store.file_config()?;
@@ -60,12 +69,17 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         data_dir,
         store,
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+        read_only: args.read_only || file.read_only.unwrap_or(false),
         log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         max_page_size: l.max_page_size.unwrap_or(d.max_page_size),
         chunk_min_length: l.chunk_min_length.unwrap_or(d.chunk_min_length),
         body_idle_timeout_secs: l
             .body_idle_timeout_secs
             .unwrap_or(d.body_idle_timeout.as_secs()),
+        drain_max_bytes: l.drain_max_bytes.unwrap_or(d.drain_max_bytes),
+        header_timeout_secs: l.header_timeout_secs.unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS),
+        idle_timeout_secs: l.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+        max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         shutdown_timeout_secs: l.shutdown_timeout_secs.unwrap_or(30),
         upload_expiry_secs: l.upload_expiry_secs.unwrap_or(24 * 3600),
         upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
@@ -98,6 +112,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     if s.max_page_size == 0 || s.store.limits.max_manifest_size == 0 {
         return Err("limits.max_page_size and limits.max_manifest_size must be positive".into());
     }
+    if s.max_connections == 0 || s.header_timeout_secs == 0 || s.idle_timeout_secs == 0 {
+        return Err(
+            "limits.max_connections, limits.header_timeout_secs and limits.idle_timeout_secs \
+             must be positive"
+                .into(),
+        );
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,12 +137,17 @@ async fn serve(s: Settings) -> Result<(), String> {
             "discarded upload files that no session names"
         );
     }
+    let s_read_only = s.read_only;
     let expiry = (
         registry.clone(),
         Duration::from_secs(s.upload_expiry_secs),
         Duration::from_secs(s.upload_expiry_check_secs.max(1)),
     );
+    // Expiring uploads writes; a read-only registry leaves them for when it is writable.
     tokio::spawn(async move {
+        if s_read_only {
+            return;
+        }
         let (registry, max_idle, every) = expiry;
         loop {
             tokio::time::sleep(every).await;
@@ -146,6 +172,8 @@ async fn serve(s: Settings) -> Result<(), String> {
             max_page_size: s.max_page_size,
             chunk_min_length: s.chunk_min_length,
             body_idle_timeout: Duration::from_secs(s.body_idle_timeout_secs),
+            drain_max_bytes: s.drain_max_bytes,
+            read_only: s.read_only,
         },
         auth,
     );
@@ -153,31 +181,39 @@ async fn serve(s: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let options = ListenerOptions {
+        max_connections: connection_cap(s.max_connections),
+        header_timeout: Duration::from_secs(s.header_timeout_secs),
+        idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        tls: s.tls.as_ref().map(crate::tls::acceptor).transpose()?,
+    };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on {scheme}://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    if let Some(tls) = &s.tls {
-        let acceptor = crate::tls::acceptor(tls)?;
-        tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on https://{addr}");
-        let server = tokio::spawn(crate::tls::serve(listener, acceptor, app, stop_rx));
-        return finish(server, stop_tx, s.shutdown_timeout_secs).await;
-    }
-    tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on http://{addr}");
-    // Without TCP_NODELAY, a response written as headers then body waits on the client's
-    // delayed ACK: ~40 ms per small request.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        // The client's address, for rate-limiting failed logins.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(crate::listener::serve(listener, options, app, stop_rx));
     finish(server, stop_tx, s.shutdown_timeout_secs).await
+}
+
+/// The connection cap that the open-file limit allows, with descriptors kept for files.
+fn connection_cap(configured: usize) -> usize {
+    let Some(files) = crate::listener::raise_open_file_limit() else {
+        return configured;
+    };
+    let fits = (files as usize).saturating_sub(FILES_RESERVED).max(1);
+    if fits < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_file_limit = files,
+            "the open-file limit allows only {fits} connections; raise it (LimitNOFILE in \
+             systemd, ulimit -n) or lower limits.max_connections"
+        );
+        return fits;
+    }
+    configured
 }
 
 /// Waits for SIGINT or SIGTERM, then lets requests in flight finish, for a bounded time.

@@ -6,10 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ConnectInfo;
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -17,8 +13,6 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
-use tower::ServiceExt;
-use wharf_server::auth::ClientCertificate;
 
 /// The `[tls]` table of the configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -174,7 +168,7 @@ pub fn acceptor(s: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> {
 }
 
 /// The subject common name of a certificate.
-fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     use x509_cert::der::Decode;
     let c = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
     for rdn in c.tbs_certificate.subject.0.iter() {
@@ -192,66 +186,4 @@ fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
         }
     }
     None
-}
-
-/// Accepts TLS connections until `stop` resolves, then lets the open ones finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    app: Router,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(stop);
-    loop {
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            // A client that never finishes its handshake must not hold a task forever.
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(client = %addr, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let peer = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(common_name);
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    if let Some(cn) = &peer {
-                        req.extensions_mut().insert(ClientCertificate(cn.clone()));
-                    }
-                    app.clone().oneshot(req)
-                });
-            let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(client = %addr, "connection ended: {e}");
-            }
-        });
-    }
-    graceful.shutdown().await;
-    Ok(())
 }

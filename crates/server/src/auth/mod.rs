@@ -4,8 +4,10 @@
 
 mod endpoint;
 
+use std::net::IpAddr;
+
 use axum::http::HeaderMap;
-use wharf_auth::{Auth, Caller, Credentials, Need};
+use wharf_auth::{Auth, Credentials, Need};
 use wharf_oci::ErrorCode;
 
 pub use endpoint::issue;
@@ -28,17 +30,55 @@ pub(crate) fn credentials<'a>(
     Credentials::parse(header, cert.map(|c| c.0.as_str()))
 }
 
-/// The 401 for a request that needs credentials: a bearer challenge naming the scope when
-/// the token service runs, else a basic one.
-pub(crate) fn challenge(auth: &Auth, headers: &HeaderMap, need: &Need) -> ApiError {
+/// The client's address for the failed-login limit: the connection's peer, or, when the
+/// peer is a trusted proxy, the last address in `X-Forwarded-For` that is not one.
+pub(crate) fn client_address(auth: &Auth, req: crate::Head<'_>) -> Option<IpAddr> {
+    let peer = req
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let trusted = |ip: &IpAddr| auth.config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().parse::<IpAddr>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// The 401 for a request that needs credentials: a bearer challenge naming the scopes when
+/// the token service runs, else a basic one. `error` is the RFC 6750 error code, for a token
+/// that lacks a scope (`insufficient_scope`).
+pub(crate) fn challenge(
+    auth: &Auth,
+    origin: Origin<'_>,
+    needs: &[&Need],
+    error: Option<&str>,
+) -> ApiError {
     let value = match auth.token_service() {
         Some(service) => {
-            let realm = realm(auth, headers);
-            let scope = need
-                .scope()
-                .map(|s| format!(",scope=\"{s}\""))
-                .unwrap_or_default();
-            format!("Bearer realm=\"{realm}\",service=\"{service}\"{scope}")
+            let realm = realm(auth, origin);
+            let scopes: Vec<String> = needs.iter().filter_map(|n| n.scope()).collect();
+            let scope = if scopes.is_empty() {
+                String::new()
+            } else {
+                format!(",scope=\"{}\"", scopes.join(" "))
+            };
+            let error = error.map(|e| format!(",error=\"{e}\"")).unwrap_or_default();
+            format!("Bearer realm=\"{realm}\",service=\"{service}\"{scope}{error}")
         }
         None => "Basic realm=\"wharf\"".to_string(),
     };
@@ -46,40 +86,60 @@ pub(crate) fn challenge(auth: &Auth, headers: &HeaderMap, need: &Need) -> ApiErr
         .with_header("www-authenticate", value)
 }
 
-/// A token caller whose token lacks the scope gets the challenge for it along with the 403,
-/// so clients that fetched a narrower token first (the oras SDK) can ask for the right one;
-/// if their credentials do not allow it, the new token will not either.
-pub(crate) fn insufficient_scope(
-    auth: &Auth,
-    denied: ApiError,
-    headers: &HeaderMap,
-    need: &Need,
-    caller: &Caller,
-) -> ApiError {
-    if !caller.holds_token() {
-        return denied;
-    }
-    let challenge = challenge(auth, headers, need);
-    match challenge.header("www-authenticate") {
-        Some(v) => denied.with_header(
-            "www-authenticate",
-            format!("{v},error=\"insufficient_scope\""),
-        ),
-        None => denied,
-    }
-}
-
-fn realm(auth: &Auth, headers: &HeaderMap) -> String {
+/// The configured realm, else the token URL on the host the client used. The `Host` header
+/// and `X-Forwarded-Proto` end up inside a quoted header parameter, so only a plain host name
+/// or address with a port is taken, and only `http` or `https`.
+fn realm(auth: &Auth, origin: Origin<'_>) -> String {
     if let Some(r) = &auth.config.realm {
         return r.clone();
     }
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+    let header = |name: &str| origin.headers.get(name).and_then(|h| h.to_str().ok());
+    let host = header("host")
+        .filter(|h| valid_host(h))
         .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
+    let proto = match header("x-forwarded-proto") {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ if origin.tls => "https",
+        _ => "http",
+    };
     format!("{proto}://{host}/token")
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+/// Put on requests by a TLS listener: the default realm is then `https://`.
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
+/// What the default realm is built from: the request's headers, and whether it came over TLS.
+#[derive(Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub headers: &'a HeaderMap,
+    pub tls: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_that_may_go_into_a_realm() {
+        for ok in [
+            "registry.example.com",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "a_b-c",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in ["", "a\"b", "x,error=\"y", "host/path", "a b", "h\r\nX: y"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct SqliteMetadataStore {
     path: PathBuf,
     versions: SchemaVersions,
     writer: std::sync::mpsc::Sender<WriteJob>,
+    /// Why the writer last could not start a transaction, for the writes it had to drop.
+    last_failure: Arc<Mutex<Option<CommitFailure>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -41,9 +43,49 @@ const MAX_GROUP: usize = 256;
 /// A write waiting for the writer thread: runs against the connection inside its savepoint,
 /// says whether it succeeded, and returns what to do once the group's commit is known.
 type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Completion = Box<dyn FnOnce(std::result::Result<(), CommitFailure>) + Send>;
 
-fn writer_thread(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>) {
+/// Why a group commit failed, told to every write in the group.
+#[derive(Clone)]
+enum CommitFailure {
+    Full(String),
+    ReadOnly(String),
+    Other(String),
+}
+
+impl CommitFailure {
+    fn of(e: rusqlite::Error, dir: &Path) -> CommitFailure {
+        match StoreError::from(e) {
+            StoreError::StorageFull(t) => CommitFailure::Full(t),
+            StoreError::ReadOnly(t) => CommitFailure::ReadOnly(t),
+            other => {
+                // SQLite reports a full or read-only disk under its WAL or shared-memory file
+                // as a plain I/O error: ask the filesystem what state it is in.
+                let text = other.to_string();
+                match crate::fs::filesystem_state(dir) {
+                    Some(crate::fs::FsState::ReadOnly) => CommitFailure::ReadOnly(text),
+                    Some(crate::fs::FsState::Full) => CommitFailure::Full(text),
+                    None => CommitFailure::Other(text),
+                }
+            }
+        }
+    }
+
+    fn into_error(self, what: &str) -> StoreError {
+        match self {
+            CommitFailure::Full(t) => StoreError::StorageFull(format!("{what}: {t}")),
+            CommitFailure::ReadOnly(t) => StoreError::ReadOnly(format!("{what}: {t}")),
+            CommitFailure::Other(t) => StoreError::Database(format!("{what}: {t}")),
+        }
+    }
+}
+
+fn writer_thread(
+    conn: Connection,
+    dir: PathBuf,
+    last_failure: Arc<Mutex<Option<CommitFailure>>>,
+    jobs: std::sync::mpsc::Receiver<WriteJob>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -54,7 +96,10 @@ fn writer_thread(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>) {
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!("metadata write transaction could not start: {e}");
-            continue; // dropping the jobs answers each with an error
+            // Dropping the jobs answers each with this failure.
+            *last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(CommitFailure::of(e, &dir));
+            continue;
         }
         let mut completions = Vec::with_capacity(group.len());
         for job in group {
@@ -73,7 +118,9 @@ fn writer_thread(conn: Connection, jobs: std::sync::mpsc::Receiver<WriteJob>) {
                 completions.push(done);
             }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = conn
+            .execute_batch("COMMIT")
+            .map_err(|e| CommitFailure::of(e, &dir));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -107,13 +154,19 @@ impl SqliteMetadataStore {
             tx.commit()?;
         }
         let (writer, jobs) = std::sync::mpsc::channel();
+        let last_failure = Arc::new(Mutex::new(None));
         std::thread::Builder::new()
             .name("wharf-sqlite-writer".into())
-            .spawn(move || writer_thread(conn, jobs))?;
+            .spawn({
+                let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                let last_failure = last_failure.clone();
+                move || writer_thread(conn, dir, last_failure, jobs)
+            })?;
         Ok(SqliteMetadataStore {
             path,
             versions,
             writer,
+            last_failure,
             readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -136,7 +189,7 @@ impl SqliteMetadataStore {
             let done: Completion = Box::new(move |commit| {
                 let _ = tx.send(match (result, commit) {
                     (Ok(v), Ok(())) => Ok(v),
-                    (Ok(_), Err(e)) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                    (Ok(_), Err(e)) => Err(e.into_error("commit failed")),
                     (Err(e), _) => Err(e),
                 });
             });
@@ -145,8 +198,16 @@ impl SqliteMetadataStore {
         self.writer
             .send(job)
             .map_err(|_| StoreError::Database("the metadata writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Database("the metadata write was abandoned".into()))?
+        rx.await.map_err(|_| {
+            let failure = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            failure
+                .unwrap_or(CommitFailure::Other("the writer dropped it".into()))
+                .into_error("the metadata write was abandoned")
+        })?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
