@@ -245,7 +245,10 @@ mod tests {
         let rofs = std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "EROFS");
         let (status, body) = body_of(ApiError::from(StoreError::from_io(rofs))).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body.contains("read-only") && !body.contains("EROFS"), "{body}");
+        assert!(
+            body.contains("read-only") && !body.contains("EROFS"),
+            "{body}"
+        );
 
         let missing = StoreError::BlobMissing {
             digest: wharf_oci::Digest::sha256_of(b"x"),
@@ -254,7 +257,10 @@ mod tests {
         };
         let (status, body) = body_of(ApiError::from(missing)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body.contains("BLOB_UNKNOWN") && !body.contains("recorded"), "{body}");
+        assert!(
+            body.contains("BLOB_UNKNOWN") && !body.contains("recorded"),
+            "{body}"
+        );
     }
 
     /// EMFILE, "too many open files", on Linux.
