@@ -41,6 +41,7 @@ class Server:
     """A running server process and an HTTP session bound to its base URL."""
 
     def __init__(self, proc, url, log_path, data_dir):
+        self.backend = "sqlite"
         self.proc = proc
         self.url = url
         self.host = url.split("://", 1)[1]
@@ -129,13 +130,14 @@ def wait_for_log(path, pattern, proc, timeout=30):
 _starts = itertools.count()
 
 
-def start_wharf(data_dir, *args, env=None, config=None, listen="127.0.0.1:0"):
-    """Starts `wharf serve` and returns a Server once it logs its address. Each start gets
-    its own log file, so a restarted server's address is never read from an older log."""
+def start_wharf(data_dir, *args, env=None, config=None, listen="127.0.0.1:0", wrapper=()):
+    """Starts `wharf serve` (under `wrapper`, a command prefix such as strace, if given) and
+    returns a Server once it logs its address. Each start gets its own log file, so a
+    restarted server's address is never read from an older log."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}.{next(_starts)}.log"
-    cmd = [str(WHARF), "serve", "--data-dir", str(data_dir)]
+    cmd = [*wrapper, str(WHARF), "serve", "--data-dir", str(data_dir)]
     if listen:
         cmd += ["--listen", listen]
     if config:
@@ -163,13 +165,43 @@ def fresh_postgres_database():
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+def s3_env():
+    """The environment that points `wharf serve` at the test run's Garage bucket. Skips (or,
+    under tests/run, fails) when there is none."""
+    if not os.environ.get("WHARF_TEST_S3_ENDPOINT"):
+        if os.environ.get("WHARF_TESTS_RUN"):
+            pytest.fail("tests/run must provide WHARF_TEST_S3_ENDPOINT")
+        pytest.skip("no S3 store: run through tests/run")
+    return {
+        "WHARF_S3_BUCKET": os.environ["WHARF_TEST_S3_BUCKET"],
+        "WHARF_S3_ENDPOINT": os.environ["WHARF_TEST_S3_ENDPOINT"],
+        "WHARF_S3_REGION": "garage",
+        "AWS_ACCESS_KEY_ID": os.environ["WHARF_TEST_S3_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["WHARF_TEST_S3_SECRET"],
+    }
+
+
+def garage_unfinished_uploads():
+    """Multipart uploads begun and neither completed nor aborted in the test bucket, as the
+    Garage node itself counts them."""
+    r = subprocess.run(["garage", "-c", os.environ["WHARF_TEST_GARAGE_CONFIG"], "bucket", "info",
+                        os.environ["WHARF_TEST_S3_BUCKET"]], capture_output=True, text=True,
+                       check=True, timeout=30)
+    m = re.search(r"Unfinished uploads:\s+(\d+) multipart", r.stdout)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture(params=["sqlite", "postgres", "s3"])
 def wharf(request, tmp_path):
-    """Wharf on each metadata backend: the embedded SQLite default and PostgreSQL."""
-    args = []
+    """Wharf on each backend: the embedded default (SQLite and files), PostgreSQL, and blobs
+    in S3 (Garage) with SQLite metadata."""
+    args, env = [], None
     if request.param == "postgres":
         args = ["--metadata-url", fresh_postgres_database()]
-    s = start_wharf(tmp_path / "data", *args)
+    elif request.param == "s3":
+        env = s3_env()
+    s = start_wharf(tmp_path / "data", *args, env=env)
+    s.backend = request.param
     yield s
     s.stop()
 

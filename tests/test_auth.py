@@ -11,8 +11,8 @@ import time
 import pytest
 import requests
 
-from conftest import (OCI_MANIFEST, WHARF, assert_config_refused, fresh_postgres_database, sha256,
-                      start_distribution, start_wharf)
+from conftest import (OCI_MANIFEST, WHARF, assert_config_refused, error_code,
+                      fresh_postgres_database, sha256, start_distribution, start_wharf)
 
 PASSWORD = "correct horse"
 
@@ -22,10 +22,11 @@ def bcrypt_hash(pw):
     return bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
-def config_text(tmp_path, extra=""):
+def config_text(tmp_path, extra="", auth_extra=""):
     h = bcrypt_hash(PASSWORD)
     return f"""
 [auth]
+{auth_extra}
 admins = ["root"]
 token_ttl_secs = 300
 failed_login_limit = 5
@@ -68,10 +69,10 @@ def admin(*args, env):
 
 
 class Secured:
-    def __init__(self, tmp_path, backend, extra=""):
+    def __init__(self, tmp_path, backend, extra="", auth_extra=""):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.cfg = tmp_path / "wharf.toml"
-        self.cfg.write_text(config_text(tmp_path, extra))
+        self.cfg.write_text(config_text(tmp_path, extra, auth_extra))
         self.data = tmp_path / "data"
         self.store_args = ["--data-dir", str(self.data)]
         if backend == "postgres":
@@ -152,18 +153,61 @@ def do(s, who, action, repo):
         layer = s.seed["team/other"][1]["layers"][0]["digest"]
         return http.post(f"{url}/v2/{repo}/blobs/uploads/",
                          params={"mount": layer, "from": "team/other"}).status_code
+    layer = m["layers"][0]["digest"]
+    if action == "blob_get":
+        r = http.get(f"{url}/v2/{repo}/blobs/{layer}")
+        assert r.status_code != 200 or sha256(r.content) == layer
+        return r.status_code
+    if action == "blob_head":
+        return http.head(f"{url}/v2/{repo}/blobs/{layer}").status_code
+    if action == "blob_delete":
+        root = s.session("root")
+        s.server.http = root
+        doomed = s.server.push_blob(repo, f"doomed blob {time.time_ns()}".encode())
+        s.server.http = requests.Session()
+        status = http.delete(f"{url}/v2/{repo}/blobs/{doomed}").status_code
+        # A refused delete leaves the blob where it was.
+        still = root.head(f"{url}/v2/{repo}/blobs/{doomed}").status_code
+        assert still == (404 if status == 202 else 200), (who, status, still)
+        return status
+    if action == "upload":
+        return http.post(f"{url}/v2/{repo}/blobs/uploads/").status_code
+    if action.startswith("session_"):
+        # A session someone else (root) opened in the repository.
+        started = s.session("root").post(f"{url}/v2/{repo}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        loc = url + started.headers["Location"]
+        if action == "session_patch":
+            status = http.patch(loc, data=b"abc", headers={
+                "Content-Type": "application/octet-stream", "Content-Range": "0-2"}).status_code
+            size = s.session("root").get(loc).headers["Range"]
+            assert size == ("0-2" if status == 202 else "0-0"), (who, status, size)
+            return status
+        if action == "session_status":
+            return http.get(loc).status_code
+        if action == "session_cancel":
+            status = http.delete(loc).status_code
+            after = s.session("root").get(loc).status_code
+            assert after == (404 if status == 204 else 204), (who, status, after)
+            return status
     raise AssertionError(action)
 
 
+READ = {"pull", "tags", "referrers", "blob_get", "blob_head"}
+WRITE = {"push", "mount", "upload", "session_patch", "session_status", "session_cancel"}
 ALLOWED = {
     # who: actions allowed on team/app (secret/app is admin-only)
     "anonymous": set(),
-    "reader": {"pull", "tags", "referrers"},
-    "writer": {"pull", "tags", "referrers", "push", "delete", "mount"},
-    "admin": {"pull", "tags", "referrers", "push", "delete", "mount", "overwrite"},
-    "apikey": {"pull", "tags", "referrers", "push", "mount"},
+    "reader": READ,
+    "writer": READ | WRITE | {"delete", "blob_delete"},
+    "admin": READ | WRITE | {"delete", "blob_delete", "overwrite"},
+    "apikey": READ | WRITE,
 }
-ACTIONS = ["pull", "tags", "referrers", "push", "overwrite", "delete", "mount"]
+ACTIONS = ["pull", "tags", "referrers", "push", "overwrite", "delete", "mount", "blob_get",
+           "blob_head", "blob_delete", "upload", "session_patch", "session_status",
+           "session_cancel"]
+SUCCESS = {"push": 201, "overwrite": 201, "delete": 202, "mount": 201, "blob_delete": 202,
+           "upload": 202, "session_patch": 202, "session_status": 204, "session_cancel": 204}
 
 
 def test_the_matrix(secured):
@@ -174,7 +218,7 @@ def test_the_matrix(secured):
         for repo in ("team/app", "secret/app"):
             for action in ACTIONS:
                 ok = who == "admin" or (repo == "team/app" and action in allowed)
-                want = {"push": 201, "overwrite": 201, "delete": 202, "mount": 201}.get(action, 200)
+                want = SUCCESS.get(action, 200)
                 if not ok:
                     want = 401 if who == "anonymous" else 403
                 got = do(s, login, action, repo)
@@ -388,10 +432,19 @@ def test_failed_logins_are_rate_limited(secured):
     s = secured
     bad = requests.Session()
     bad.auth = ("reader", "wrong")
+    # A token taken before the lockout keeps working through it.
+    tok = token(s, "reader", "repository:team/app:pull").json()["token"]
     codes = [bad.get(f"{s.url}/v2/").status_code for _ in range(7)]
-    assert codes[:5] == [401] * 5 and codes[-1] == 429, codes
-    # even the right password waits now, from this address
-    assert s.session("reader").get(f"{s.url}/v2/").status_code == 429
+    # failed_login_limit = 5: the limit is hit at exactly the fifth failure
+    assert codes == [401] * 5 + [429] * 2, codes
+    # even the right password waits now, for this user from this address
+    r = s.session("reader").get(f"{s.url}/v2/")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "60"
+    assert error_code(r) == "TOOMANYREQUESTS"
+    # another user from the same address is not locked out, nor is the token
+    assert s.session("writer").get(f"{s.url}/v2/").status_code == 200
+    assert requests.get(f"{s.url}/v2/team/app/tags/list",
+                        headers={"Authorization": f"Bearer {tok}"}).status_code == 200
     assert "authentication failed" in s.server.log()
 
 
@@ -399,7 +452,7 @@ def test_token_service_counts_each_failed_login_once(secured):
     s = secured
     codes = [token(s, "reader", "repository:team/app:pull", password="nope").status_code
              for _ in range(7)]
-    assert codes == [401] * 6 + [429], codes
+    assert codes == [401] * 5 + [429] * 2, codes
 
 
 def test_logins_with_real_clients(secured, tmp_path, monkeypatch):
@@ -425,13 +478,23 @@ def test_logins_with_real_clients(secured, tmp_path, monkeypatch):
                         str(tmp_path / "bad.json"), "-u", "writer", "--password-stdin", host],
                        input="wrong", capture_output=True, text=True)
     assert r.returncode != 0
-    # the oras SDK with a login
+    # the oras SDK with a login, through the token service. It keeps one token for
+    # everything and, on a 401 for a scope that token lacks, sends the same token again (it
+    # fetches another only on 403; Distribution answers 401 too), so here it reads what
+    # another client pushed: its first token covers the whole pull.
     import oras.client
     monkeypatch.chdir(tmp_path)
     (tmp_path / "o.txt").write_text("via oras")
+    env0 = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    env0["DOCKER_CONFIG"] = str(tmp_path / "docker0")
+    r = subprocess.run([str(WHARF), "login", host, "-u", "writer", "--password-stdin"],
+                       input=PASSWORD, capture_output=True, text=True, env=env0)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(WHARF), "push", f"{host}/team/oras:v1", "o.txt"],
+                       capture_output=True, text=True, env=env0, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     c = oras.client.OrasClient(hostname=host, insecure=True)
-    c.login(username="writer", password=PASSWORD, hostname=host, tls_verify=False)
-    c.push(files=["o.txt"], target=f"{host}/team/oras:v1")
+    c.login(username="reader", password=PASSWORD, hostname=host, tls_verify=False)
     got = c.pull(target=f"{host}/team/oras:v1", outdir=str(tmp_path / "out"))
     assert open(got[0]).read() == "via oras"
     # wharf login, and its token flow for a push
@@ -546,3 +609,134 @@ def test_admin_refuses_bad_api_keys(tmp_path):
         assert r.returncode != 0 and says in r.stderr, (args, r.stderr)
     r = admin("api-key", "revoke", "never-made", *store, env=env)
     assert r.returncode != 0 and "no active API key" in r.stderr
+
+
+def challenge_params(r):
+    """The parameters of a Bearer challenge, as a dict."""
+    value = r.headers["WWW-Authenticate"]
+    assert value.startswith("Bearer "), value
+    import re
+    return dict(re.findall(r'(\w+)="([^"]*)"', value))
+
+
+def test_a_token_lacking_a_scope_gets_a_challenge_for_it(secured):
+    s = secured
+    # The writer may push team/other, but holds a token for team/app only (clients that
+    # reuse one token across repositories): 401 naming the scope needed, so they fetch one.
+    tok = token(s, "writer", "repository:team/app:pull").json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    r = requests.get(f"{s.url}/v2/team/other/tags/list", headers=h)
+    assert r.status_code == 401, r.text
+    p = challenge_params(r)
+    assert p["scope"] == "repository:team/other:pull" and p["error"] == "insufficient_scope", p
+    assert p["service"] == "wharf" and p["realm"].endswith("/token")
+    assert r.json()["errors"][0]["message"] == "the token lacks pull on team/other"
+    r = requests.post(f"{s.url}/v2/team/app/blobs/uploads/", headers=h)
+    assert r.status_code == 401
+    assert challenge_params(r)["scope"] == "repository:team/app:pull,push"
+    # The reader may not push anywhere in team/: whatever the token, 403, naming the user.
+    tok = token(s, "reader", "repository:team/app:pull").json()["token"]
+    r = requests.post(f"{s.url}/v2/team/app/blobs/uploads/",
+                      headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 403 and error_code(r) == "DENIED"
+    assert r.json()["errors"][0]["message"] == "reader may not push on team/app"
+    assert "WWW-Authenticate" not in r.headers
+
+
+def test_a_mount_challenges_for_the_source_too(secured):
+    s = secured
+    layer = s.seed["team/other"][1]["layers"][0]["digest"]
+    url = f"{s.url}/v2/team/mounted/blobs/uploads/"
+    params = {"mount": layer, "from": "team/other"}
+    r = requests.post(url, params=params)
+    assert r.status_code == 401
+    scopes = challenge_params(r)["scope"].split(" ")
+    assert scopes == ["repository:team/mounted:pull,push", "repository:team/other:pull"], scopes
+    # A client that asks for what the challenge names gets a token with which the mount works.
+    tok = token(s, "writer", *scopes).json()["token"]
+    r = requests.post(url, params=params, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 201 and r.headers["Docker-Content-Digest"] == layer, r.text
+
+
+def test_an_api_key_keeps_its_grants_through_a_token(secured):
+    s = secured
+    tok = token(s, "apikey", "registry:catalog:*", "repository:team/app:pull").json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    r = requests.get(f"{s.url}/v2/_catalog", headers=h)
+    assert r.status_code == 200
+    assert r.json()["repositories"] == ["public/app", "team/app", "team/other"]
+    # Its grants include push on team/**: a token short of it is a scope to fetch, not a denial.
+    r = requests.post(f"{s.url}/v2/team/app/blobs/uploads/", headers=h)
+    assert r.status_code == 401 and challenge_params(r)["error"] == "insufficient_scope"
+    # And outside its grants it is denied as the key it is.
+    r = requests.get(f"{s.url}/v2/secret/app/tags/list", headers=h)
+    assert r.status_code == 403 and "apikey:ci may not pull on secret/app" in r.text
+
+
+def test_a_wrong_password_takes_as_long_for_an_unknown_user(tmp_path):
+    import bcrypt
+    h = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=11)).decode()
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f"""[auth]
+failed_login_limit = 100
+[[auth.users]]
+name = "alice"
+password_hash = "{h}"
+""")
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        def median(user):
+            times = []
+            for i in range(5):
+                t = time.perf_counter()
+                r = requests.get(f"{s.url}/v2/", auth=(user, f"wrong{i}"))
+                times.append(time.perf_counter() - t)
+                assert r.status_code == 401
+            return sorted(times)[2]
+        known, unknown = median("alice"), median("nobody-by-that-name")
+        # A cost-11 bcrypt check takes tens of milliseconds; a name lookup microseconds.
+        assert known > 0.02, known
+        assert 0.5 < unknown / known < 2, (known, unknown)
+    finally:
+        s.stop()
+
+
+def test_failed_logins_count_per_forwarded_client_from_trusted_proxies(tmp_path):
+    s = Secured(tmp_path / "trusted", "sqlite", auth_extra='trusted_proxies = ["127.0.0.1/32"]')
+    try:
+        def attempt(xff, password="wrong"):
+            return requests.get(f"{s.url}/v2/", auth=("reader", password),
+                                headers={"X-Forwarded-For": xff}).status_code
+        assert [attempt("203.0.113.7") for _ in range(6)] == [401] * 5 + [429]
+        # The same user behind the same proxy, from another client address: not locked out.
+        assert attempt("198.51.100.2", PASSWORD) == 200
+        # The proxy's own address is skipped: the client is the last untrusted hop.
+        assert attempt("203.0.113.7, 127.0.0.1", PASSWORD) == 429
+    finally:
+        s.server.stop()
+    s = Secured(tmp_path / "untrusted", "sqlite")
+    try:
+        # Without trusted proxies the header is the client's say-so and counts for nothing.
+        codes = [requests.get(f"{s.url}/v2/", auth=("reader", "wrong"),
+                              headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+                 for i in range(6)]
+        assert codes == [401] * 5 + [429], codes
+    finally:
+        s.server.stop()
+
+
+def test_the_realm_is_never_built_from_unchecked_headers(secured):
+    s = secured
+    for host, proto in [('evil.example"x', None), ("ok.example:5000", 'https",error="x'),
+                        ("a,b=c", "http")]:
+        headers = {"Host": host}
+        if proto:
+            headers["X-Forwarded-Proto"] = proto
+        r = requests.get(f"{s.url}/v2/team/app/tags/list", headers=headers)
+        assert r.status_code == 401
+        p = challenge_params(r)
+        assert p["realm"] in ("http://localhost/token", "http://ok.example:5000/token"), p
+        assert set(p) == {"realm", "service", "scope"}, p
+    r = requests.get(f"{s.url}/v2/team/app/tags/list",
+                     headers={"Host": "registry.example", "X-Forwarded-Proto": "https"})
+    assert challenge_params(r)["realm"] == "https://registry.example/token"

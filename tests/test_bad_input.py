@@ -82,7 +82,8 @@ def test_half_body_then_disconnect_leaves_nothing(wharf):
     assert wharf("PATCH", loc, data=b"b" * 5).headers["Range"] == "0-14"
     assert wharf("PUT", loc, params={"digest": sha256(b"a" * 10 + b"b" * 5)}).status_code == 201
     assert wharf("GET", "/v2/").status_code == 200
-    assert list((wharf.data_dir / "tmp").iterdir()) == []
+    if wharf.backend != "s3":
+        assert list((wharf.data_dir / "tmp").iterdir()) == []
     assert "panicked" not in wharf.log()
 
 

@@ -55,6 +55,8 @@ def test_blob_is_per_repository(wharf):
 
 
 def test_one_copy_on_disk_across_repositories(wharf):
+    if wharf.backend == "s3":
+        pytest.skip("counts files of the filesystem store")
     data = os.urandom(4096)
     d = sha256(data)
     for repo in ("x1", "x2", "x3"):
@@ -163,13 +165,19 @@ def test_streamed_patch_without_content_range(wharf):
 
 
 def test_cancel_upload(wharf):
+    if wharf.backend == "s3":
+        from conftest import garage_unfinished_uploads
+        before = garage_unfinished_uploads()
     loc = start_upload(wharf, "cancel")
     wharf("PATCH", loc, data=b"partial")
     assert wharf("DELETE", loc).status_code == 204
     r = wharf("PATCH", loc, data=b"more")
     assert r.status_code == 404 and error_code(r) == "BLOB_UPLOAD_UNKNOWN"
     assert wharf("DELETE", loc).status_code == 404
-    assert list((wharf.data_dir / "uploads").iterdir()) == []
+    if wharf.backend == "s3":
+        assert garage_unfinished_uploads() == before  # the multipart upload was aborted
+    else:
+        assert list((wharf.data_dir / "uploads").iterdir()) == []
 
 
 def test_wrong_digest_on_put_is_refused_and_nothing_stored(wharf):
@@ -183,8 +191,9 @@ def test_wrong_digest_on_put_is_refused_and_nothing_stored(wharf):
     assert r.status_code == 400 and error_code(r) == "DIGEST_INVALID"
     assert wharf("HEAD", f"/v2/wrong/blobs/{wrong}").status_code == 404
     assert wharf("HEAD", f"/v2/wrong/blobs/{sha256(data)}").status_code == 404
-    assert [p for p in (wharf.data_dir / "blobs").rglob("*") if p.is_file()] == []
-    assert list((wharf.data_dir / "tmp").iterdir()) == []
+    if wharf.backend != "s3":  # the bucket is shared; HEAD above is what clients see
+        assert [p for p in (wharf.data_dir / "blobs").rglob("*") if p.is_file()] == []
+        assert list((wharf.data_dir / "tmp").iterdir()) == []
 
 
 def test_upload_session_belongs_to_its_repository(wharf):
