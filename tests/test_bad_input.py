@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import time
 
 import pytest
@@ -65,17 +66,30 @@ def test_unknown_endpoint_and_method(wharf):
     assert wharf("GET", "/elsewhere").status_code == 404
 
 
+def cut_short(server, raw):
+    """Sends `raw`, a request whose body stops early, half-closes, and returns the answer."""
+    sock = server.send_raw(raw, close=False)
+    sock.shutdown(socket.SHUT_WR)
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    sock.close()
+    return reply.decode(errors="replace")
+
+
 def test_half_body_then_disconnect_leaves_nothing(wharf):
     data = b"x" * 100_000
     d = sha256(data)
     head = (f"POST /v2/half/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: x\r\n"
             f"Content-Length: {len(data)}\r\n\r\n").encode()
-    wharf.send_raw(head + data[:40_000])
+    # The client stops sending (half-closes): the server's answer says the body was cut, and
+    # reading it is what tells the test the server is done with the request.
+    assert cut_short(wharf, head + data[:40_000]).startswith("HTTP/1.1 400")
     loc = wharf("POST", "/v2/half/blobs/uploads/").headers["Location"]
     assert wharf("PATCH", loc, data=b"a" * 10).status_code == 202
     head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-    wharf.send_raw(head + data[:50_000])
-    time.sleep(0.5)
+    reply = cut_short(wharf, head + data[:50_000])
+    assert reply.startswith("HTTP/1.1 400") and "BLOB_UPLOAD_INVALID" in reply, reply
     # nothing of the broken requests became visible, and the session is where it was
     assert wharf("HEAD", f"/v2/half/blobs/{d}").status_code == 404
     assert wharf("GET", loc).headers["Range"] == "0-9"
@@ -109,7 +123,10 @@ def test_stalled_body_times_out(tmp_path):
 
 
 def test_no_500_in_log_after_bad_input(wharf):
-    wharf("PUT", "/v2/x/manifests/t", data=b"\xff\xfe", headers={"Content-Type": "a/b"})
-    wharf("PATCH", "/v2/x/blobs/uploads/zz", data=b"x")
-    wharf("GET", "/v2/x/blobs/sha256:" + "0" * 64, headers={"Range": "bytes=garbage"})
+    r = wharf("PUT", "/v2/x/manifests/t", data=b"\xff\xfe", headers={"Content-Type": "a/b"})
+    assert r.status_code == 400 and error_code(r) == "MANIFEST_INVALID", r.text
+    r = wharf("PATCH", "/v2/x/blobs/uploads/zz", data=b"x")
+    assert r.status_code == 404 and error_code(r) == "BLOB_UPLOAD_UNKNOWN", r.text
+    r = wharf("GET", "/v2/x/blobs/sha256:" + "0" * 64, headers={"Range": "bytes=garbage"})
+    assert r.status_code == 404 and error_code(r) == "BLOB_UNKNOWN", r.text
     assert "ERROR" not in wharf.log() and "panicked" not in wharf.log()

@@ -169,7 +169,7 @@ def test_cancel_upload(wharf):
         from conftest import garage_unfinished_uploads
         before = garage_unfinished_uploads()
     loc = start_upload(wharf, "cancel")
-    wharf("PATCH", loc, data=b"partial")
+    assert wharf("PATCH", loc, data=b"partial").status_code == 202
     assert wharf("DELETE", loc).status_code == 204
     r = wharf("PATCH", loc, data=b"more")
     assert r.status_code == 404 and error_code(r) == "BLOB_UPLOAD_UNKNOWN"

@@ -64,7 +64,8 @@ def test_catalog_pagination(wharf):
     names = sorted(f"cat/r{i:02d}" for i in range(12))
     for name in names:
         wharf.push_image(name, "v1")
-    wharf("POST", "/v2/only-an-upload/blobs/uploads/")  # not listed: holds no manifest
+    # not listed: holds no manifest
+    assert wharf("POST", "/v2/only-an-upload/blobs/uploads/").status_code == 202
     assert wharf("GET", "/v2/_catalog").json() == {"repositories": names}
     seen, url = [], "/v2/_catalog?n=5"
     while url:

@@ -128,7 +128,8 @@ def test_sigterm_lets_inflight_upload_finish(tmp_path):
 
     t = threading.Thread(target=push)
     t.start()
-    time.sleep(0.3)
+    # SIGTERM once the server is writing the blob: its temporary file exists.
+    assert wait_for_open_file(s, f"{s.data_dir}/tmp/"), "the push never reached the server"
     s.proc.send_signal(signal.SIGTERM)
     t.join(timeout=60)
     assert s.proc.wait(timeout=30) == 0
@@ -139,6 +140,21 @@ def test_sigterm_lets_inflight_upload_finish(tmp_path):
         assert s2("GET", f"/v2/graceful/blobs/{d}").content == data
     finally:
         s2.stop()
+
+
+def wait_for_open_file(server, part, within=10):
+    """Waits until the server process has a file open whose path contains `part`."""
+    fd_dir = f"/proc/{server.proc.pid}/fd"
+    deadline = time.time() + within
+    while time.time() < deadline:
+        for fd in os.listdir(fd_dir):
+            try:
+                if part in os.readlink(f"{fd_dir}/{fd}"):
+                    return True
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return False
 
 
 def test_upload_resumes_after_restart(tmp_path):
@@ -168,7 +184,8 @@ def test_shutdown_timeout_bounds_the_wait(tmp_path):
     loc = s("POST", "/v2/stuck/blobs/uploads/").headers["Location"]
     sock = s.send_raw(f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"
                       .encode(), close=False)
-    time.sleep(0.3)
+    # SIGTERM once the server holds the chunk's upload file open.
+    assert wait_for_open_file(s, f"{s.data_dir}/uploads/"), "the PATCH never reached the server"
     t0 = time.time()
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=20) == 0
@@ -185,7 +202,7 @@ def test_shutdown_timeout_bounds_the_wait(tmp_path):
 def test_debug_log_records_requests(tmp_path):
     s = start_wharf(tmp_path / "d", "--log", "info,wharf_server=debug")
     try:
-        s("GET", "/v2/some/repo/tags/list")
+        assert s("GET", "/v2/some/repo/tags/list").status_code == 404
         deadline = time.time() + 5
         while "/v2/some/repo/tags/list" not in s.log() and time.time() < deadline:
             time.sleep(0.05)
@@ -305,7 +322,7 @@ def test_idle_uploads_expire_active_ones_stay(tmp_path):
     s = start_wharf(tmp_path / "d", config=cfg)
     try:
         idle = s("POST", "/v2/exp/blobs/uploads/").headers["Location"]
-        s("PATCH", idle, data=b"abandoned")
+        assert s("PATCH", idle, data=b"abandoned").status_code == 202
         active = s("POST", "/v2/exp/blobs/uploads/").headers["Location"]
         sent = b""
         deadline = time.time() + 15

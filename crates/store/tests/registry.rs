@@ -588,3 +588,54 @@ async fn a_protected_tag_is_not_moved() {
         assert_eq!(now, Digest::sha256_of(&second));
     }
 }
+
+/// A blob whose object the bucket no longer has is reported missing (never served as empty
+/// or short), is not mounted, and the next push of it repairs it.
+#[tokio::test]
+async fn a_blob_gone_from_the_bucket_is_missing_until_pushed_again() {
+    let Some(bucket) = test_bucket() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetadataStore::open(dir.path().join("meta.db")).unwrap());
+    let r = Registry::new(
+        Arc::new(S3BlobStore::new(&bucket).unwrap()),
+        meta,
+        Limits::default(),
+    );
+    let data = uuid::Uuid::new_v4().to_string().into_bytes();
+    let d = Digest::sha256_of(&data);
+    let size = data.len() as u64;
+    r.blob_put("gone/app", &d, body(&[&data])).await.unwrap();
+    assert_eq!(r.blob_size_checked("gone/app", &d).await.unwrap(), size);
+
+    // Someone (a lifecycle rule, an operator) deletes the object behind the registry's back.
+    use object_store::ObjectStoreExt;
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&bucket.bucket)
+        .with_endpoint(bucket.endpoint.clone().unwrap())
+        .with_allow_http(true)
+        .with_region("garage")
+        .with_access_key_id(bucket.access_key_id.clone().unwrap())
+        .with_secret_access_key(bucket.secret_access_key.clone().unwrap())
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("blobs/sha256/{}", d.hex()));
+    s3.delete(&key).await.unwrap();
+
+    let missing = |e: StoreError| matches!(e, StoreError::BlobMissing { found: None, .. });
+    assert!(missing(
+        r.blob_size_checked("gone/app", &d).await.unwrap_err()
+    ));
+    assert!(missing(r.blob_read(&d, 0..size, size).await.err().unwrap()));
+    match r
+        .blob_mount("gone/other", &d, Some("gone/app"))
+        .await
+        .unwrap()
+    {
+        MountOutcome::Upload(_) => {}
+        MountOutcome::Mounted { .. } => panic!("a missing blob was mounted"),
+    }
+    r.blob_put("gone/app", &d, body(&[&data])).await.unwrap();
+    assert_eq!(read_all(&r, &d, size).await, data);
+}
