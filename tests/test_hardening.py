@@ -426,54 +426,70 @@ def test_cancelled_and_expired_uploads_leave_no_multipart_upload_in_the_bucket(t
 
 
 def test_acknowledgements_come_after_fsync(tmp_path):
-    """Under strace: every 201/202 that acknowledges a write is sent after the data (and, for
-    a new blob, its directory) was synced. Dropping any of those syncs turns this red."""
+    """Under strace: every 201/202 that acknowledges a write is sent only after the files it
+    wrote were synced: the blob's bytes, the directory it was renamed into, the upload file,
+    the database. Dropping any of those syncs turns this red."""
     trace = tmp_path / "strace.txt"
-    s = start_wharf(tmp_path / "data", wrapper=[
-        "strace", "-f", "-qq", "-s", "16", "-o", str(trace),
+    data = tmp_path / "data"
+    s = start_wharf(data, wrapper=[
+        "strace", "-f", "-qq", "-y", "-s", "16", "-o", str(trace),
         "-e", "trace=fsync,fdatasync,write,writev,sendto,sendmsg"])
+    blobs, tmp, uploads, db = (f"{data}/blobs/sha256/", f"{data}/tmp/", f"{data}/uploads/",
+                               f"{data}/metadata.db")
     try:
         steps = []
 
-        def step(name, min_syncs, fn):
+        def step(name, must_sync, fn):
             r = fn()
             assert r.status_code in (201, 202), (name, r.text)
-            steps.append((name, min_syncs))
+            steps.append((name, must_sync))
 
         blob = os.urandom(100_000)
-        step("monolithic blob", 2, lambda: s("POST", "/v2/sync/app/blobs/uploads/",
-                                             params={"digest": sha256(blob)}, data=blob))
+        step("monolithic blob", [tmp, blobs, db], lambda: s(
+            "POST", "/v2/sync/app/blobs/uploads/", params={"digest": sha256(blob)}, data=blob))
         loc = s("POST", "/v2/sync/app/blobs/uploads/").headers["Location"]
-        steps.append(("session", 0))
+        steps.append(("session", [db]))
         chunk = os.urandom(50_000)
-        step("chunk", 1, lambda: s("PATCH", loc, data=chunk))
-        step("close", 2, lambda: s("PUT", loc, params={"digest": sha256(chunk)}))
+        step("chunk", [uploads, db], lambda: s("PATCH", loc, data=chunk))
+        step("close", [uploads, blobs, db],
+             lambda: s("PUT", loc, params={"digest": sha256(chunk)}))
         cfg = s.push_blob("sync/app", b"{}")
-        steps.append(("config", 2))
+        steps.append(("config", [tmp, blobs, db]))
         m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
              "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg,
                         "size": 2},
              "layers": [{"mediaType": "application/octet-stream", "digest": sha256(blob),
                          "size": len(blob)}]}
-        step("manifest", 1, lambda: s("PUT", "/v2/sync/app/manifests/v1", data=json.dumps(m),
-                                      headers={"Content-Type": OCI_MANIFEST}))
+        step("manifest", [db], lambda: s("PUT", "/v2/sync/app/manifests/v1",
+                                         data=json.dumps(m),
+                                         headers={"Content-Type": OCI_MANIFEST}))
     finally:
         # s.proc is strace: stop the registry it runs, and strace ends with it.
         pid = s.proc.pid
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
             os.kill(int(child), signal.SIGTERM)
         s.stop()
-    # Syncs seen since the previous response, at each response.
-    syncs, seen = 0, []
+    # The paths synced since the previous response, at each response. A syscall another
+    # thread interrupted is split in two lines; its path is on the first.
+    import re
+    synced, seen, pending = [], [], {}
     for line in trace.read_text().splitlines():
-        if "sync" in line and line.rstrip().endswith("= 0"):  # a completed (f|fdata)sync
-            syncs += 1
+        pid = line.split(" ", 1)[0]
+        start = re.search(r"\b(?:fsync|fdatasync)\(\d+<([^>]*)>", line)
+        if start and "<unfinished" in line:
+            pending[pid] = start.group(1)
+        elif start and line.rstrip().endswith("= 0"):
+            synced.append(start.group(1))
+        elif "sync resumed>" in line and line.rstrip().endswith("= 0"):
+            synced.append(pending.pop(pid, ""))
         elif '"HTTP/1.1 2' in line:
-            seen.append(syncs)
-            syncs = 0
-    assert len(seen) == len(steps), (seen, steps)
-    for (name, want), got in zip(steps, seen):
-        assert got >= want, f"{name}: acknowledged after {got} syncs, needs {want}: {seen}"
+            seen.append(synced)
+            synced = []
+    assert len(seen) == len(steps), (len(seen), steps)
+    for (name, must), paths in zip(steps, seen):
+        for m in must:
+            assert any(p.startswith(m) for p in paths), f"{name}: acknowledged before {m} " \
+                f"was synced (synced: {paths})"
 
 
 def test_out_of_file_descriptors_is_503_and_passes(tmp_path):
