@@ -1,22 +1,28 @@
 //! The one listener of `wharf serve`, for plain HTTP and HTTPS alike: it caps how many
 //! connections are open at once and closes the ones that hold a slot without using it.
 //!
-//! A connection is "between requests" from its accept (or the end of its last response) until
-//! a request reaches the router. In that state it gets `idle_timeout` to start a request and,
-//! once the first byte arrived, `header_timeout` to finish its headers (a TLS handshake counts
-//! as headers). Request bodies have their own idle timeout in the server crate; the time a
-//! request spends in the router is not limited here, so a long commit is never cut off.
+//! A connection is "between requests" whenever no request is in the router. In that state it
+//! gets `idle_timeout` since it last sent or received anything (so a response body still
+//! streaming keeps it alive) to start a request and, once the first byte arrived,
+//! `header_timeout` to finish its headers (a TLS handshake counts as headers). Request bodies
+//! have their own idle timeout in the server crate; the time a request spends in the router is
+//! not limited here, so a long commit is never cut off.
+//!
+//! The bookkeeping is a few atomics per connection and one timer that is re-armed only when it
+//! fires early, so keep-alive requests pay no lock and no timer-wheel update.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use futures_util::task::AtomicWaker;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -146,7 +152,7 @@ async fn serve_connection(
 type Incoming = hyper::Request<hyper::body::Incoming>;
 
 /// The router, with the caller's address (and certificate name) on each request, and the
-/// connection marked busy from the request's arrival until its response body is done.
+/// connection marked busy while a request is in the router.
 fn service(
     app: Router,
     addr: SocketAddr,
@@ -171,80 +177,50 @@ fn service(
         }
         let app = app.clone();
         async move {
-            let response = app.oneshot(req).await?;
-            Ok(response.map(|body| axum::body::Body::new(BusyBody { body, _busy: busy })))
+            let response = app.oneshot(req).await;
+            drop(busy);
+            response
         }
     })
 }
 
-/// A request of the connection in progress; the connection is between requests again when
+/// A request of the connection in the router; the connection is between requests again when
 /// every one has been dropped (HTTP/2 carries several at once).
 struct Busy(Arc<ConnState>);
 
 impl Busy {
     fn start(state: Arc<ConnState>) -> Busy {
-        state.lock().requests += 1;
+        state.requests.fetch_add(1, Ordering::AcqRel);
+        state.first_byte.store(0, Ordering::Release);
         Busy(state)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.requests -= 1;
-        if s.requests == 0 {
-            s.since = Instant::now();
-            s.first_byte = None;
-            // A read may be pending with no deadline armed: wake it to arm one.
-            if let Some(w) = s.reader.take() {
-                w.wake();
-            }
+        let s = &self.0;
+        s.touch();
+        if s.requests.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A read may be pending with no deadline in force: wake it to apply one.
+            s.reader.wake();
         }
     }
 }
 
-/// A response body that keeps its request counted until it is sent (or abandoned).
-struct BusyBody {
-    body: axum::body::Body,
-    _busy: Busy,
-}
-
-impl http_body::Body for BusyBody {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// What the listener knows of one connection.
+/// What the listener knows of one connection. Times are milliseconds since `epoch`.
 struct ConnState {
     header_timeout: Duration,
     idle_timeout: Duration,
-    inner: Mutex<ConnInner>,
-}
-
-struct ConnInner {
-    /// Requests that reached the router and whose responses are not done.
-    requests: usize,
-    /// When the connection last became free of requests.
-    since: Instant,
-    /// With no request in progress: when the first byte of the next one arrived.
-    first_byte: Option<Instant>,
-    /// The task waiting to read, to wake when a deadline should be armed.
-    reader: Option<Waker>,
+    epoch: Instant,
+    /// Requests in the router.
+    requests: AtomicUsize,
+    /// When the connection last sent or received bytes, or a request left the router.
+    active: AtomicU64,
+    /// With no request in the router: when the first byte of the next one arrived, plus one
+    /// (zero: none yet).
+    first_byte: AtomicU64,
+    /// The task waiting to read, woken when the last request leaves the router.
+    reader: AtomicWaker,
 }
 
 impl ConnState {
@@ -252,45 +228,57 @@ impl ConnState {
         ConnState {
             header_timeout,
             idle_timeout,
-            inner: Mutex::new(ConnInner {
-                requests: 0,
-                since: Instant::now(),
-                first_byte: None,
-                reader: None,
-            }),
+            epoch: Instant::now(),
+            requests: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            first_byte: AtomicU64::new(0),
+            reader: AtomicWaker::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.active.store(self.now_ms(), Ordering::Release);
     }
 
     fn first_byte(&self) {
-        let mut s = self.lock();
-        if s.requests == 0 && s.first_byte.is_none() {
-            s.first_byte = Some(Instant::now());
+        let now = self.now_ms();
+        self.active.store(now, Ordering::Release);
+        if self.requests.load(Ordering::Acquire) == 0 {
+            let _ = self
+                .first_byte
+                .compare_exchange(0, now + 1, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 
     fn between_requests(&self) {
-        let mut s = self.lock();
-        s.first_byte = None;
-        s.since = Instant::now();
+        self.first_byte.store(0, Ordering::Release);
+        self.touch();
     }
 
-    /// When a connection without a request in progress is closed; `None` while one is.
+    /// When a connection without a request in the router is closed, and why; `None` while
+    /// one is (the waker is then kept, to be woken when it leaves).
     fn deadline(&self, waker: &Waker) -> Option<(Instant, &'static str)> {
-        let mut s = self.lock();
-        if s.requests > 0 {
-            s.reader = Some(waker.clone());
-            return None;
+        if self.requests.load(Ordering::Acquire) > 0 {
+            self.reader.register(waker);
+            // It may have left between the check and the registration.
+            if self.requests.load(Ordering::Acquire) > 0 {
+                return None;
+            }
         }
-        Some(match s.first_byte {
-            Some(t) => (
-                t + self.header_timeout,
+        let ms = |t: u64| self.epoch + Duration::from_millis(t);
+        Some(match self.first_byte.load(Ordering::Acquire) {
+            0 => (
+                ms(self.active.load(Ordering::Acquire)) + self.idle_timeout,
+                "idle connection",
+            ),
+            t => (
+                ms(t - 1) + self.header_timeout,
                 "request headers not received in time",
             ),
-            None => (s.since + self.idle_timeout, "idle connection"),
         })
     }
 }
@@ -299,7 +287,9 @@ impl ConnState {
 struct Watched {
     tcp: TcpStream,
     state: Arc<ConnState>,
-    timer: Pin<Box<Sleep>>,
+    /// Armed at the earliest deadline seen; when it fires early (activity moved the deadline
+    /// later), it is re-armed at the current one.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Watched {
@@ -307,7 +297,26 @@ impl Watched {
         Watched {
             tcp,
             state,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: None,
+        }
+    }
+
+    /// Whether the connection is past its deadline; otherwise a wake-up is arranged for it.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        loop {
+            let (deadline, why) = self.state.deadline(cx.waker())?;
+            if deadline <= Instant::now() {
+                return Some(why);
+            }
+            let timer = match &mut self.timer {
+                Some(t) if t.deadline() <= deadline => t,
+                slot => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            // Fired for an earlier deadline than the one now in force: arm for that one.
+            timer.as_mut().reset(deadline);
         }
     }
 }
@@ -327,20 +336,10 @@ impl AsyncRead for Watched {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let Some((deadline, why)) = self.state.deadline(cx.waker()) else {
-                    return Poll::Pending;
-                };
-                if self.timer.deadline() != deadline {
-                    self.timer.as_mut().reset(deadline);
-                }
-                match self.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match self.expired(cx) {
+                Some(why) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why))),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -351,7 +350,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        let r = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.touch();
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -359,7 +362,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.touch();
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
