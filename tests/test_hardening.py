@@ -5,6 +5,7 @@ without using them, blobs whose bytes went missing, a full disk and a read-only 
 import http.client
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -421,6 +422,12 @@ def test_cancelled_and_expired_uploads_leave_no_multipart_upload_in_the_bucket(t
             time.sleep(0.2)
         assert s("GET", expiring).status_code == 404
         assert garage_unfinished_uploads() == before
+        # Each was aborted as a multipart upload (AWS, unlike Garage, keeps a multipart
+        # upload whose key is deleted), as Garage's request log shows.
+        log = (Path(os.environ["WHARF_TEST_GARAGE_CONFIG"]).parent / "server.log").read_text()
+        for loc in (cancelled, expiring):
+            upload = loc.rsplit("/", 1)[1]
+            assert re.search(rf"DELETE /\S+/uploads/{upload}\?uploadId=", log), upload
     finally:
         s.stop()
 
@@ -471,7 +478,6 @@ def test_acknowledgements_come_after_fsync(tmp_path):
         s.stop()
     # The paths synced since the previous response, at each response. A syscall another
     # thread interrupted is split in two lines; its path is on the first.
-    import re
     synced, seen, pending = [], [], {}
     for line in trace.read_text().splitlines():
         pid = line.split(" ", 1)[0]
