@@ -248,9 +248,9 @@ impl ConnState {
         let now = self.now_ms();
         self.active.store(now, Ordering::Release);
         if self.requests.load(Ordering::Acquire) == 0 {
-            let _ = self
-                .first_byte
-                .compare_exchange(0, now + 1, Ordering::AcqRel, Ordering::Acquire);
+            let _ =
+                self.first_byte
+                    .compare_exchange(0, now + 1, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 
