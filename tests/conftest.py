@@ -19,6 +19,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 WHARF = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "release" / "wharf"))
+# The Go tools tests/setup builds (go install, pinned versions).
+GO_TOOLS = ROOT / ".tools" / "go" / "bin"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -212,15 +214,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_distribution(tmp_path, users=None, extra_config="", scheme="http"):
-    """Starts Debian's docker-registry (Distribution 2.8) with deletes enabled; with `users`
-    ({name: password}), behind htpasswd (bcrypt) basic auth; `extra_config` is appended to
-    its YAML configuration."""
-    exe = shutil.which("docker-registry")
+def go_tool(name):
+    """The path of a Go tool tests/setup built (oras, crane, regctl, helm, cosign, registry);
+    fails the test when it is missing."""
+    exe = GO_TOOLS / name
+    if not exe.exists():
+        pytest.fail(f"{name} is not built: run tests/setup")
+    return str(exe)
+
+
+def start_distribution(tmp_path, users=None, extra_config="", scheme="http", version=2):
+    """Starts CNCF Distribution with deletes enabled: Debian's docker-registry (2.8), or with
+    `version=3` the registry tests/setup built; with `users` ({name: password}), behind
+    htpasswd (bcrypt) basic auth; `extra_config` is appended to its YAML configuration."""
+    exe = shutil.which("docker-registry") if version == 2 else go_tool("registry")
     if not exe:
         pytest.fail("docker-registry is not installed: run tests/setup")
     port = free_port()
-    root = tmp_path / "distribution"
+    root = tmp_path / f"distribution{'' if version == 2 else version}"
     root.mkdir()
     cfg = root / "config.yml"
     cfg.write_text(f"""version: 0.1
