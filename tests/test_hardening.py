@@ -518,3 +518,33 @@ def test_out_of_file_descriptors_is_503_and_passes(tmp_path):
         assert s("POST", "/v2/fds/app/blobs/uploads/").status_code == 202
     finally:
         s.stop()
+
+
+def test_storage_turning_read_only_refuses_writes_and_keeps_serving(small_disk):
+    """The filesystem under the blobs turns read-only while the registry runs. With metadata
+    in PostgreSQL nothing holds a file there open for writing between requests, so the test
+    can remount it read-only (SQLite's files would keep Linux from doing so)."""
+    from conftest import fresh_postgres_database
+    s = start_wharf(small_disk.path, "--metadata-url", fresh_postgres_database())
+    try:
+        digest, m = s.push_image("ro/app", "v1")
+        layer = m["layers"][0]["digest"]
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk.path)], check=True)
+        try:
+            for method, path, kw in [
+                    ("POST", "/v2/ro/app/blobs/uploads/", {}),
+                    ("POST", "/v2/ro/app/blobs/uploads/",
+                     {"params": {"digest": sha256(b"new")}, "data": b"new"})]:
+                r = s(method, path, **kw)
+                assert r.status_code == 503, r.text
+                assert "read-only" in r.json()["errors"][0]["message"]
+            r = s("GET", f"/v2/ro/app/blobs/{layer}")
+            assert r.status_code == 200 and sha256(r.content) == layer
+            r = s("GET", "/v2/ro/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+            assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == digest
+            assert s.proc.poll() is None and "read-only" in s.log()
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_disk.path)], check=True)
+        assert s("POST", "/v2/ro/app/blobs/uploads/").status_code == 202
+    finally:
+        s.stop()
