@@ -70,6 +70,20 @@ def test_chunked_upload_across_replicas(replicas):
     assert r.status_code == 416 and r.headers["Range"] == "0-2"
 
 
+def all_read(sock):
+    """Whether everything sent on this client socket has reached the server and been read
+    there: nothing unacknowledged on our side, nothing queued unread on the server's."""
+    import fcntl
+    import struct
+    import subprocess
+    outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), 0x5411, b"\0" * 4))[0]  # SIOCOUTQ
+    here, there = sock.getsockname(), sock.getpeername()
+    ss = subprocess.run(["ss", "-Htn", "state", "established", "src", f"{there[0]}:{there[1]}",
+                         "dst", f"{here[0]}:{here[1]}"], capture_output=True, text=True)
+    rows = ss.stdout.split()
+    return outq == 0 and bool(rows) and rows[0] == "0"
+
+
 def test_sigkill_of_a_replica_mid_push(replicas):
     """Everything acknowledged stays served by the others, and the upload the dead replica
     was receiving resumes on another from its last acknowledged byte."""
@@ -86,7 +100,11 @@ def test_sigkill_of_a_replica_mid_push(replicas):
     sock = a.send_raw((f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 6000000-8999999\r\n"
                        f"Content-Length: 3000000\r\n\r\n").encode() + data[6_000_000:7_500_000],
                       close=False)
-    time.sleep(0.3)
+    # Killed once the replica has read all that was sent, not after a guess.
+    deadline = time.time() + 10
+    while not all_read(sock):
+        assert time.time() < deadline, "the replica never read the half chunk"
+        time.sleep(0.01)
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait()
     sock.close()

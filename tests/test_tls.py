@@ -138,3 +138,42 @@ def test_tls_configuration_errors_are_one_line(tmp_path):
         ('[tls]\ncert = "/nonexistent.pem"\n', "both a certificate and a key"),
         ('[tls]\ncert = "a"\nkey = "b"\nclient_auth = "maybe"\n', "optional or required"),
     ])
+
+
+def test_slow_and_idle_tls_connections_are_closed(tmp_path):
+    """The HTTPS listener is the HTTP one: a handshake never started, and a connection that
+    finished its handshake but sends no request, are closed after their timeouts, while the
+    registry keeps answering."""
+    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
+    write_pair(cert_path, key_path, *make_cert("registry", ip="127.0.0.1"))
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f"""
+[tls]
+cert = "{cert_path}"
+key = "{key_path}"
+
+[limits]
+header_timeout_secs = 2
+idle_timeout_secs = 3
+""")
+    s = start_wharf(tmp_path / "d", config=cfg)
+    port = int(s.url.rsplit(":", 1)[1])
+    try:
+        silent = socket.create_connection(("127.0.0.1", port))
+        ctx = ssl.create_default_context(cafile=str(cert_path))
+        idle = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                               server_hostname="127.0.0.1")
+        started = time.monotonic()
+        for sock, limit in [(silent, 2), (idle, 3)]:
+            sock.settimeout(15)
+            try:
+                assert sock.recv(1) == b""  # closed by the server
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+            waited = time.monotonic() - started
+            assert limit - 0.5 < waited < limit + 5, (limit, waited)
+        assert requests.get(f"{s.url}/v2/", verify=str(cert_path), timeout=10).status_code == 200
+    finally:
+        silent.close()
+        idle.close()
+        s.stop()
