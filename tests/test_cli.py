@@ -249,6 +249,18 @@ def test_errors_and_exit_codes(wharf, cli, tmp_path):
         dead = s.getsockname()[1]
     p = cli("resolve", f"127.0.0.1:{dead}/x:v1", check=False)
     assert p.returncode == 6, p.stderr
+    assert p.stderr.decode() == f"wharf: error: cannot reach 127.0.0.1:{dead}: connection refused\n"
+    # HTTPS asked of a registry that speaks plain HTTP
+    p = cli("resolve", "--https", f"{wharf.host}/x:v1", check=False)
+    err = p.stderr.decode()
+    assert p.returncode == 6 and err == (f"wharf: error: cannot reach {wharf.host}: "
+                                         f"{wharf.host} speaks plain HTTP, not HTTPS: use "
+                                         "--plain-http\n"), err
+    # a URL where a reference belongs
+    p = cli("resolve", f"http://{wharf.host}/x:v1", check=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "drop http://: references have no scheme" in err, err
+    assert err.count("\n") == 1 and "Error" not in err and "{" not in err
     p = cli("push", f"{wharf.host}/x:v1", tmp_path / "missing.txt", check=False)
     assert p.returncode == 1 and b"missing.txt" in p.stderr
     p = cli("push", f"{wharf.host}/x:v1", check=False)
@@ -282,6 +294,9 @@ def test_login_against_htpasswd_distribution(cli, tmp_path):
         p = cli("login", d.host, "-u", "alice", "--password-stdin", input=b"wrong\n",
                 check=False)
         assert p.returncode == 4, p.stderr
+        p = cli("repo", "ls", d.host, "-u", "alice", "-p", "wrong", check=False)
+        assert p.returncode == 4 and p.stderr.decode() == (
+            f"wharf: error: {d.host} refused the credentials for alice\n"), p.stderr
         cfg = Path(cli.env["DOCKER_CONFIG"]) / "config.json"
         assert not cfg.exists() or d.host not in cfg.read_text()
         cli("login", d.host, "-u", "alice", "--password-stdin", input=b"s3cret\n")

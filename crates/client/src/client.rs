@@ -204,7 +204,7 @@ impl Client {
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(match cred {
                 Some(c) => Error::Auth(format!(
-                    "{}: the token service refused user {:?}",
+                    "{} refused the credentials for {}",
                     r.registry, c.username
                 )),
                 None => Error::Unauthorized(r.registry.clone()),
@@ -338,6 +338,16 @@ impl Client {
                         Challenge::Bearer { .. } => true,
                     };
                     if answered_challenge && known.is_some() || !can_answer || body.is_none() {
+                        // Basic credentials were sent (the challenge was known) and refused.
+                        let sent = answered_challenge || known.is_some();
+                        if let (true, Challenge::Basic) = (sent, &challenge) {
+                            if let Some(c) = self.credential(&r.registry).await? {
+                                return Err(Error::Auth(format!(
+                                    "{} refused the credentials for {}",
+                                    r.registry, c.username
+                                )));
+                            }
+                        }
                         return Err(Error::Unauthorized(r.registry.clone()));
                     }
                     answered_challenge = true;
@@ -390,7 +400,24 @@ pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Res
         return Ok(resp);
     }
     let retry_after = crate::retry::retry_after(resp.headers());
+    // Go's HTTPS servers answer a plain-HTTP request with a bare HTTP/1.0 400 ("Client sent an
+    // HTTP request to an HTTPS server."); no registry answers its API that way.
+    let bare_http10 = resp.version() == reqwest::Version::HTTP_10 && url.starts_with("http://");
     let body = resp.bytes().await.unwrap_or_default();
+    if status == StatusCode::BAD_REQUEST
+        && (bare_http10
+            || body
+                .windows(29)
+                .any(|w| w == b"HTTP request to an HTTPS serv"))
+    {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            .unwrap_or_else(|| url.to_string());
+        return Err(Error::Invalid(format!(
+            "{host} speaks HTTPS: drop --plain-http or use --https"
+        )));
+    }
     let first = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("errors")?.get(0).cloned())

@@ -28,7 +28,7 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Auth(String),
-    #[error("cannot reach {url}: {source}")]
+    #[error("{}", transport_message(.url, .source))]
     Transport {
         url: String,
         #[source]
@@ -87,6 +87,61 @@ impl fmt::Display for RegistryCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// "cannot reach HOST: REASON", the reason in words (with what to do about it) from the
+/// innermost cause reqwest kept, never a debug dump of the error chain.
+fn transport_message(url: &str, e: &reqwest::Error) -> String {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let h = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h,
+            })
+        })
+        .unwrap_or_else(|| url.to_string());
+    let https = url.starts_with("https://");
+    let mut causes = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        causes.push(c.to_string());
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return format!("cannot reach {host}: connection refused")
+                }
+                std::io::ErrorKind::ConnectionReset if !https => {
+                    return format!(
+                        "cannot reach {host}: connection reset (if it speaks HTTPS: drop --plain-http or use --https)"
+                    )
+                }
+                _ => {}
+            }
+        }
+        cur = c.source();
+    }
+    let all = causes.join(": ").to_lowercase();
+    let reason = if e.is_timeout() {
+        "timed out".to_string()
+    } else if all.contains("dns error") || all.contains("failed to lookup address") {
+        "cannot resolve the host name".to_string()
+    } else if https && (all.contains("invalidcontenttype") || all.contains("corrupt message")) {
+        format!("{host} speaks plain HTTP, not HTTPS: use --plain-http")
+    } else if https && all.contains("certificate") {
+        let why = causes.last().cloned().unwrap_or_default();
+        format!("TLS certificate not accepted ({why}): pass --insecure for a test registry")
+    } else if !https
+        && (all.contains("invalid http version")
+            || all.contains("connection closed before message completed")
+            || all.contains("invalid status code"))
+    {
+        format!("{host} did not answer plain HTTP (if it speaks HTTPS: drop --plain-http or use --https)")
+    } else {
+        causes.last().cloned().unwrap_or_else(|| e.to_string())
+    };
+    format!("cannot reach {host}: {reason}")
 }
 
 fn code_suffix(code: &Option<RegistryCode>, message: &Option<String>) -> String {

@@ -147,6 +147,11 @@ impl FromStr for Reference {
         if input.is_empty() {
             return Err(bad("empty"));
         }
+        if let Some((scheme, _)) = input.split_once("://") {
+            return Err(bad(&format!(
+                "drop {scheme}://: references have no scheme (--plain-http or --https choose it)"
+            )));
+        }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => (
                 r,

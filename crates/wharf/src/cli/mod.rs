@@ -171,8 +171,12 @@ pub fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Res
         .block_on(f)
 }
 
-/// One line for the error and its causes (the transport errors nest theirs).
+/// One line for the error and its causes. A transport error's message already says its cause
+/// in words; the chain under it is library text.
 pub fn describe(e: &Error) -> String {
+    if let Error::Transport { .. } = e {
+        return e.to_string();
+    }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
