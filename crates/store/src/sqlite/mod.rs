@@ -23,7 +23,9 @@ use crate::meta::{
 };
 use crate::{Result, SchemaVersions, StoreError};
 
+mod failure;
 mod schema;
+use failure::CommitFailure;
 use schema::MIGRATIONS;
 
 const MAX_IDLE_READERS: usize = 16;
@@ -44,41 +46,6 @@ const MAX_GROUP: usize = 256;
 /// says whether it succeeded, and returns what to do once the group's commit is known.
 type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(std::result::Result<(), CommitFailure>) + Send>;
-
-/// Why a group commit failed, told to every write in the group.
-#[derive(Clone)]
-enum CommitFailure {
-    Full(String),
-    ReadOnly(String),
-    Other(String),
-}
-
-impl CommitFailure {
-    fn of(e: rusqlite::Error, dir: &Path) -> CommitFailure {
-        match StoreError::from(e) {
-            StoreError::StorageFull(t) => CommitFailure::Full(t),
-            StoreError::ReadOnly(t) => CommitFailure::ReadOnly(t),
-            other => {
-                // SQLite reports a full or read-only disk under its WAL or shared-memory file
-                // as a plain I/O error: ask the filesystem what state it is in.
-                let text = other.to_string();
-                match crate::fs::filesystem_state(dir) {
-                    Some(crate::fs::FsState::ReadOnly) => CommitFailure::ReadOnly(text),
-                    Some(crate::fs::FsState::Full) => CommitFailure::Full(text),
-                    None => CommitFailure::Other(text),
-                }
-            }
-        }
-    }
-
-    fn into_error(self, what: &str) -> StoreError {
-        match self {
-            CommitFailure::Full(t) => StoreError::StorageFull(format!("{what}: {t}")),
-            CommitFailure::ReadOnly(t) => StoreError::ReadOnly(format!("{what}: {t}")),
-            CommitFailure::Other(t) => StoreError::Database(format!("{what}: {t}")),
-        }
-    }
-}
 
 fn writer_thread(
     conn: Connection,
