@@ -14,7 +14,7 @@ use crate::listener::ListenerOptions;
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  wharf serve\n  wharf serve --listen 127.0.0.1:6000 --data-dir /srv/wharf\n  WHARF_DATA_DIR=/srv/wharf wharf serve --config /etc/wharf.toml\n  wharf serve --metadata-url postgres://wharf@db.internal/wharf\n  wharf serve --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem --config /etc/wharf.toml\n\nPrecedence: flags, then WHARF_* variables, then the config file, then defaults."
+    after_help = "Examples:\n  wharf serve\n  wharf serve --listen 127.0.0.1:6000 --data-dir /srv/wharf\n  WHARF_DATA_DIR=/srv/wharf wharf serve --config /etc/wharf.toml\n  wharf serve --metadata-url postgres://wharf@db.internal/wharf\n  wharf serve --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem --config /etc/wharf.toml\n  wharf serve --read-only --data-dir /srv/wharf   # maintenance: pulls only\n\nPrecedence: flags, then WHARF_* variables, then the config file, then defaults."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000]
