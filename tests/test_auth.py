@@ -386,7 +386,9 @@ def test_forged_expired_and_foreign_tokens_are_refused(secured, tmp_path):
 def test_expired_tokens_are_refused(tmp_path):
     s = Secured(tmp_path, "sqlite", extra="")
     s.server.stop()
-    s.cfg.write_text(s.cfg.read_text().replace("token_ttl_secs = 300", "token_ttl_secs = 1"))
+    # 2 s, not 1: expiry is counted in whole seconds, and a 1 s token issued just before a
+    # second turns over may be expired by the request right after it.
+    s.cfg.write_text(s.cfg.read_text().replace("token_ttl_secs = 300", "token_ttl_secs = 2"))
     s.server = start_wharf(s.data, config=s.cfg)
     s.url = s.server.url
     try:
