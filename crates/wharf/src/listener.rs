@@ -39,7 +39,7 @@ pub struct ListenerOptions {
     pub max_connections: usize,
     /// From a request's first byte (or a TLS handshake's) to the end of its headers.
     pub header_timeout: Duration,
-    /// How long a connection may sit between requests without starting one.
+    /// How long a connection with no request in the router may go without a byte either way.
     pub idle_timeout: Duration,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
