@@ -70,7 +70,8 @@ impl BodyHandle {
         {
             return close(response);
         }
-        let mut reader = Body::new(SharedBody(self));
+        // The handler is done with it: take it out rather than read through the lock.
+        let mut reader = std::mem::replace(&mut *self.lock(), Body::empty());
         let read_all = async {
             let mut seen = 0u64;
             loop {

@@ -180,9 +180,6 @@ async fn route(app: &App, req: Request) -> ApiResult {
     }
 }
 
-/// Decides whether the caller may make this request: `None` when access control is off,
-/// else the authenticated caller for handlers that refine the decision (overwrites, mounts,
-/// the catalog).
 /// The parts of a request that access control reads; unlike the request (whose body is not
 /// `Sync`), they may be held across an await.
 #[derive(Clone, Copy)]
@@ -204,6 +201,9 @@ impl<'a> Head<'a> {
     }
 }
 
+/// Decides whether the caller may make this request: `None` when access control is off,
+/// else the authenticated caller for handlers that refine the decision (overwrites, mounts,
+/// the catalog).
 async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Caller>, ApiError> {
     let Some(auth) = &app.auth else {
         return Ok(None);

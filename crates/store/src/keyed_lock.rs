@@ -25,11 +25,15 @@ impl KeyedLock {
             .entry(key.to_string())
             .or_default()
             .clone();
-        KeyGuard {
-            guard: Some(mutex.lock_owned().await),
+        // The guard exists before the wait, so a waiter dropped before it gets the lock (its
+        // request cancelled) still takes the entry away if it was the last user.
+        let mut g = KeyGuard {
+            guard: None,
             key: key.to_string(),
             locks: self.locks.clone(),
-        }
+        };
+        g.guard = Some(mutex.lock_owned().await);
+        g
     }
 
     #[cfg(test)]
@@ -79,5 +83,18 @@ mod tests {
             .expect("released")
             .unwrap();
         assert_eq!(locks.len(), 0, "entries are forgotten once unused");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_up_leaves_no_entry() {
+        let locks = KeyedLock::default();
+        let held = locks.lock("a").await;
+        // A request waiting for the session's lock...
+        let mut waiter = Box::pin(locks.lock("a"));
+        assert!(futures_util::poll!(&mut waiter).is_pending());
+        // ...whose holder lets go, and which is cancelled before it runs again.
+        drop(held);
+        drop(waiter);
+        assert_eq!(locks.len(), 0, "the abandoned wait left its entry behind");
     }
 }
