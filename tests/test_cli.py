@@ -233,7 +233,7 @@ def test_tag_resolve_manifest_blob_repo(registry, cli, tmp_path):
     cli("blob", "delete", f"{h}/cli/misc@{d}")
     p = cli("blob", "fetch", f"{h}/cli/misc@{d}", "-o", tmp_path / "gone", check=False)
     assert p.returncode == 3 and not (tmp_path / "gone").exists()
-    cli("manifest", "delete", f"{h}/cli/misc:v1")
+    cli("manifest", "delete", "--force", f"{h}/cli/misc:v1")
     p = cli("resolve", f"{h}/cli/misc:v1", check=False)
     assert p.returncode == 3, p.stderr
 

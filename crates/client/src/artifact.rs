@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
-use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind};
+use wharf_oci::{Descriptor, Digest};
 
 use crate::blobs::{BytesSource, FileSource, SharedProgress, Transfer};
 use crate::manifests::descriptor;
@@ -155,7 +155,7 @@ fn pack_directory(dir: &Path, name: &str) -> Result<(tempfile::NamedTempFile, Di
 
 /// Unpacks a tar+gzip blob into `dir`. Entries that would land outside it (absolute paths,
 /// `..`, links pointing out) are refused.
-fn unpack_directory(blob: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn unpack_directory(blob: &Path, dir: &Path) -> Result<()> {
     let f = std::fs::File::open(blob).map_err(|e| Error::file(blob, e))?;
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
     a.set_preserve_permissions(true);
@@ -321,67 +321,6 @@ impl Client {
             digest,
             media_type: OCI_MANIFEST.into(),
             size: bytes.len() as u64,
-            blobs,
-        })
-    }
-
-    /// Pulls an artifact's titled layers into `dir`, verifying every digest; directories
-    /// packed by push are unpacked. Layers without a title are skipped, as oras does.
-    pub async fn pull_artifact(
-        &self,
-        r: &Reference,
-        dir: &Path,
-        progress: &SharedProgress,
-    ) -> Result<ArtifactResult> {
-        let (desc, bytes) = self.manifest(r).await?;
-        let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
-        if m.kind == ManifestKind::Index {
-            return Err(Error::Invalid(format!(
-                "{r} is an index of {} manifests; pull one of them by digest",
-                m.manifests.len()
-            )));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-        let mut wanted = Vec::new();
-        for l in &m.layers {
-            let Some(title) = l.annotations.as_ref().and_then(|a| a.get(ANNOTATION_TITLE)) else {
-                continue;
-            };
-            let dest = safe_join(dir, title)?;
-            let unpack = l
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ANNOTATION_UNPACK))
-                .is_some_and(|v| v == "true");
-            wanted.push((l.clone(), dest, unpack));
-        }
-        let blobs = futures_util::stream::iter(wanted)
-            .map(|(l, dest, unpack)| async move {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-                }
-                if unpack {
-                    let tmp =
-                        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::file(dir, e))?;
-                    let tmp_path = tmp.into_temp_path();
-                    self.fetch_blob(r, &l, &tmp_path, progress).await?;
-                    let (blob, into) = (tmp_path.to_path_buf(), dir.to_path_buf());
-                    tokio::task::spawn_blocking(move || unpack_directory(&blob, &into))
-                        .await
-                        .map_err(|e| Error::Invalid(format!("unpacking: {e}")))??;
-                } else {
-                    self.fetch_blob(r, &l, &dest, progress).await?;
-                }
-                Ok::<_, Error>((l, Transfer::Downloaded))
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .try_collect()
-            .await?;
-        Ok(ArtifactResult {
-            reference: r.to_string(),
-            digest: desc.digest,
-            media_type: desc.media_type,
-            size: desc.size,
             blobs,
         })
     }

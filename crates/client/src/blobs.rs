@@ -132,6 +132,45 @@ impl Client {
             .and_then(|v| v.parse().ok()))
     }
 
+    /// A small blob (a config), read into memory and checked against its descriptor; one
+    /// past 4 MiB is refused rather than buffered.
+    pub async fn fetch_blob_bytes(&self, r: &Reference, d: &Descriptor) -> Result<Bytes> {
+        const LIMIT: u64 = 4 << 20;
+        if d.size > LIMIT {
+            return Err(Error::Invalid(format!(
+                "{}@{}: {} bytes is too large to read into memory",
+                r.name(),
+                d.digest,
+                d.size
+            )));
+        }
+        let mut s = self.blob_range(r, &d.digest, 0, u64::MAX).await?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk?;
+            if out.len() as u64 + chunk.len() as u64 > d.size {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        let out = out.freeze();
+        let actual = Digest::of(d.digest.algorithm(), &out);
+        if out.len() as u64 != d.size {
+            return Err(Error::SizeMismatch {
+                digest: d.digest.clone(),
+                expected: d.size,
+                actual: out.len() as u64,
+            });
+        }
+        if actual != d.digest {
+            return Err(Error::DigestMismatch {
+                expected: d.digest.clone(),
+                actual,
+            });
+        }
+        Ok(out)
+    }
+
     /// `len` bytes of a blob from `offset` (the whole blob when `offset` is 0 and `len` is
     /// its size), streamed.
     pub async fn blob_range(

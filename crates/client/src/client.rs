@@ -27,6 +27,11 @@ pub struct ClientOptions {
     pub https: bool,
     /// Accept TLS certificates that do not verify (self-signed test registries).
     pub insecure: bool,
+    /// PEM certificates (a CA bundle) to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Per registry (`host[:port]`, as references name it), transport settings that replace
+    /// the four above: the two sides of a copy between registries can differ.
+    pub registries: HashMap<String, Transport>,
     /// Extra attempts for an idempotent request after a network error, 429 or 5xx.
     pub retries: u32,
     /// First pause between attempts; doubled each time.
@@ -51,6 +56,8 @@ impl Default for ClientOptions {
             plain_http: false,
             https: false,
             insecure: false,
+            ca_file: None,
+            registries: HashMap::new(),
             retries: 3,
             backoff: Duration::from_millis(250),
             chunk_size: 64 << 20,
@@ -60,6 +67,34 @@ impl Default for ClientOptions {
             credentials: HashMap::new(),
             user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
         }
+    }
+}
+
+/// How to reach one registry: the scheme and what TLS certificates to accept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// Plain HTTP (loopback registries use it anyway unless `https`).
+    pub plain_http: bool,
+    /// HTTPS, loopback registries included.
+    pub https: bool,
+    /// Accept certificates that do not verify.
+    pub insecure: bool,
+    /// PEM certificates to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClientOptions {
+    /// The transport settings for `registry`: its own, else the defaults.
+    pub fn transport(&self, registry: &str) -> Transport {
+        self.registries
+            .get(registry)
+            .cloned()
+            .unwrap_or_else(|| Transport {
+                plain_http: self.plain_http,
+                https: self.https,
+                insecure: self.insecure,
+                ca_file: self.ca_file.clone(),
+            })
     }
 }
 
@@ -78,7 +113,9 @@ impl Body {
 
 /// A registry client; cheap to share behind an `Arc`, safe to use from many tasks.
 pub struct Client {
-    pub(crate) http: reqwest::Client,
+    http: reqwest::Client,
+    /// Connection pools for registries with transport settings of their own.
+    http_by_registry: HashMap<String, reqwest::Client>,
     pub(crate) opts: ClientOptions,
     tokens: TokenCache,
     token_fetch: tokio::sync::Mutex<()>,
@@ -88,19 +125,21 @@ pub struct Client {
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .user_agent(&opts.user_agent)
-            .tls_danger_accept_invalid_certs(opts.insecure)
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            .tcp_nodelay(true)
-            // Redirects (presigned blob URLs) must not carry our Authorization header
-            // elsewhere; reqwest drops it on a cross-host redirect.
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))?;
+        let default = Transport {
+            plain_http: opts.plain_http,
+            https: opts.https,
+            insecure: opts.insecure,
+            ca_file: opts.ca_file.clone(),
+        };
+        let http = http_client(&opts, &default)?;
+        let http_by_registry = opts
+            .registries
+            .iter()
+            .map(|(registry, t)| Ok((registry.clone(), http_client(&opts, t)?)))
+            .collect::<Result<_>>()?;
         Ok(Client {
             http,
+            http_by_registry,
             opts,
             tokens: TokenCache::default(),
             token_fetch: tokio::sync::Mutex::new(()),
@@ -109,13 +148,19 @@ impl Client {
         })
     }
 
+    /// The connection pool for `r`'s registry.
+    pub(crate) fn http(&self, r: &Reference) -> &reqwest::Client {
+        self.http_by_registry.get(&r.registry).unwrap_or(&self.http)
+    }
+
     pub fn options(&self) -> &ClientOptions {
         &self.opts
     }
 
     /// `http(s)://host` of the registry's API.
     pub fn base_url(&self, r: &Reference) -> String {
-        let scheme = if self.opts.plain_http || (r.is_localhost() && !self.opts.https) {
+        let t = self.opts.transport(&r.registry);
+        let scheme = if t.plain_http || (r.is_localhost() && !t.https) {
             "http"
         } else {
             "https"
@@ -192,7 +237,7 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.http.get(url.clone());
+        let mut req = self.http(r).get(url.clone());
         let cred = self.credential(&r.registry).await?;
         if let Some(c) = &cred {
             req = req.basic_auth(&c.username, Some(&c.password));
@@ -284,7 +329,7 @@ impl Client {
         let mut retry = Retry::new(&self.opts);
         loop {
             let mut req = self
-                .http
+                .http(r)
                 .request(method.clone(), url)
                 .headers(headers.clone());
             if let Some(auth) = self.authorization(r, scopes).await? {
@@ -367,7 +412,7 @@ impl Client {
     async fn learn_challenge(&self, r: &Reference) -> Result<()> {
         let url = format!("{}/v2/", self.base_url(r));
         let resp = self
-            .http
+            .http(r)
             .get(&url)
             .send()
             .await
@@ -391,6 +436,36 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// One connection pool with `t`'s certificate settings.
+fn http_client(opts: &ClientOptions, t: &Transport) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(&opts.user_agent)
+        .tls_danger_accept_invalid_certs(t.insecure)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(300))
+        .tcp_nodelay(true)
+        // Redirects (presigned blob URLs) must not carry our Authorization header
+        // elsewhere; reqwest drops it on a cross-host redirect.
+        .redirect(reqwest::redirect::Policy::limited(10));
+    if let Some(path) = &t.ca_file {
+        let pem = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+                    path.display()
+                ))
+            })?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build()
+        .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))
 }
 
 /// Turns an error status into [`Error::Registry`], reading the spec's JSON error body.

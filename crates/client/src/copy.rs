@@ -37,6 +37,16 @@ impl std::str::FromStr for Platform {
     }
 }
 
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Platform {
     pub fn matches(&self, p: &serde_json::Value) -> bool {
         let field = |k| p.get(k).and_then(|v| v.as_str());

@@ -48,6 +48,9 @@ pub enum Error {
     Protocol(String),
     #[error("{0}")]
     Invalid(String),
+    /// The registry does not offer what was asked (a tag DELETE, the referrers API, ...).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{path}: {source}")]
     File {
         path: String,
@@ -130,8 +133,10 @@ fn transport_message(url: &str, e: &reqwest::Error) -> String {
     } else if https && (all.contains("invalidcontenttype") || all.contains("corrupt message")) {
         format!("{host} speaks plain HTTP, not HTTPS: use --plain-http")
     } else if https && all.contains("certificate") {
-        let why = causes.last().cloned().unwrap_or_default();
-        format!("TLS certificate not accepted ({why}): pass --insecure for a test registry")
+        format!(
+            "{}: pass --ca-file FILE with the CA that signed it, or --insecure for a test registry",
+            certificate_reason(&all, &host)
+        )
     } else if !https
         && (all.contains("invalid http version")
             || all.contains("connection closed before message completed")
@@ -142,6 +147,26 @@ fn transport_message(url: &str, e: &reqwest::Error) -> String {
         causes.last().cloned().unwrap_or_else(|| e.to_string())
     };
     format!("cannot reach {host}: {reason}")
+}
+
+/// Why a TLS certificate was refused, in words, from rustls' error names.
+fn certificate_reason(chain: &str, host: &str) -> String {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if chain.contains("unknownissuer") {
+        "TLS certificate signed by an unknown authority".into()
+    } else if chain.contains("notvalidforname") || chain.contains("not valid for name") {
+        format!("TLS certificate is not valid for {name}")
+    } else if chain.contains("notvalidyet") || chain.contains("not valid yet") {
+        "TLS certificate is not valid yet".into()
+    } else if chain.contains("expired") {
+        "TLS certificate has expired".into()
+    } else if chain.contains("revoked") {
+        "TLS certificate has been revoked".into()
+    } else if chain.contains("unsupportedsignaturealgorithm") || chain.contains("badsignature") {
+        "TLS certificate has a signature that does not verify".into()
+    } else {
+        "TLS certificate not accepted".into()
+    }
 }
 
 fn code_suffix(code: &Option<RegistryCode>, message: &Option<String>) -> String {

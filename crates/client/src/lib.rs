@@ -23,16 +23,18 @@ pub mod credentials;
 mod error;
 pub mod layout;
 pub mod manifests;
+pub mod pull;
 pub mod reference;
 pub mod referrers;
 mod retry;
+pub mod rootfs;
 mod walk;
 
 pub use blobs::{
     BlobSource, BytesSource, FileSource, NoProgress, Progress, RegistrySource, SharedProgress,
     Transfer,
 };
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, Transport};
 pub use credentials::{Credential, DockerConfig};
 pub use error::{Error, RegistryCode, Result};
 pub use reference::Reference;

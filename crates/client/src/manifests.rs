@@ -197,6 +197,76 @@ impl Client {
         Ok(digest)
     }
 
+    /// Removes the tag `r` names, and nothing else: the manifest stays, under its digest and
+    /// any other tags. Uses the registry's tag DELETE (distribution-spec); a registry without
+    /// one is an error that says so, with nothing changed.
+    pub async fn untag(&self, r: &Reference) -> Result<()> {
+        let tag = match (&r.tag, &r.digest) {
+            (Some(t), None) => t,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{r}: untag takes REPOSITORY:TAG (to delete a manifest by digest: wharf manifest delete)"
+                )))
+            }
+        };
+        let url = self.manifest_url(r, tag);
+        let scope = [format!("repository:{}:delete", r.repository)];
+        let resp = self
+            .send(
+                r,
+                Method::DELETE,
+                &url,
+                &scope,
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await?;
+        match resp.status().as_u16() {
+            404 => Err(Error::NotFound(r.to_string())),
+            400 | 405 => {
+                let status = resp.status().as_u16();
+                let code = check(resp, "DELETE", &url)
+                    .await
+                    .err()
+                    .and_then(|e| match e {
+                        Error::Registry { code: Some(c), .. } => Some(format!(" {c}")),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                Err(Error::Unsupported(format!(
+                    "{} cannot delete a tag alone (DELETE by tag answered {status}{code}); {r} still points to its manifest",
+                    r.registry
+                )))
+            }
+            _ => check(resp, "DELETE", &url).await.map(drop),
+        }
+    }
+
+    /// The tags of `r`'s repository that point to `digest` (each tag resolved, a few at a
+    /// time), so a caller can say what deleting the manifest would take with it.
+    pub async fn tags_of(&self, r: &Reference, digest: &Digest) -> Result<Vec<String>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let tags = match self.tags(r).await {
+            Ok(t) => t,
+            Err(Error::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let hits: Vec<Option<String>> = futures_util::stream::iter(tags)
+            .map(|t| async move {
+                let tagged = r.with_tag(&t)?;
+                match self.resolve(&tagged).await {
+                    Ok(d) if &d.digest == digest => Ok(Some(t)),
+                    Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+                    Err(e) if e.status() == Some(404) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(self.opts.concurrency.max(1) * 2)
+            .try_collect()
+            .await?;
+        Ok(hits.into_iter().flatten().collect())
+    }
+
     /// Every tag of `r`'s repository, following `Link` pages.
     pub async fn tags(&self, r: &Reference) -> Result<Vec<String>> {
         let first = format!("{}/v2/{}/tags/list", self.base_url(r), r.repository);

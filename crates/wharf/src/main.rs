@@ -75,6 +75,8 @@ enum Command {
     Restore(cli::RestoreArgs),
     /// Give a manifest more tags.
     Tag(cli::TagArgs),
+    /// Remove tags, keeping the manifests they point to.
+    Untag(cli::UntagArgs),
     /// Print the digest a reference points to.
     Resolve(cli::ResolveArgs),
     /// Fetch, push or delete manifests.
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => return client(cli::block_on(cli::artifact::backup(a))),
         Command::Restore(a) => return client(cli::block_on(cli::artifact::restore(a))),
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
+        Command::Untag(a) => return client(cli::block_on(cli::content::untag(a))),
         Command::Resolve(a) => return client(cli::block_on(cli::content::resolve(a))),
         Command::Manifest(c) => return client(cli::block_on(cli::content::manifest(c))),
         Command::Blob(c) => return client(cli::block_on(cli::content::blob(c))),

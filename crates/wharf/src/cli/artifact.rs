@@ -7,11 +7,14 @@ use clap::Args;
 use serde_json::{json, Value};
 use wharf_client::artifact::{PushFile, PushRequest};
 use wharf_client::copy::{CopyOptions, Platform};
+use wharf_client::pull::{PullOptions, PulledKind};
 use wharf_client::{Client, Error, Reference};
 use wharf_oci::Descriptor;
 
 use super::output::emit;
-use super::{parse_annotations, parse_ref_with_tags, progress, ClientArgs};
+use super::{
+    parse_annotations, parse_ref_with_tags, progress, ClientArgs, FromArgs, ToArgs, TransferArgs,
+};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -39,21 +42,39 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE:MEDIATYPE")]
     pub config: Option<String>,
     #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   wharf pull localhost:5000/team/config:v1 -o ./config
-  wharf pull registry.example.com/ml/model@sha256:4f3c... -o models/")]
+  wharf pull registry.example.com/ml/model@sha256:4f3c... -o models/
+  wharf pull localhost:5000/charts/demo:0.1.0            # writes demo-0.1.0.tgz, as helm pull
+  wharf pull --unpack --platform linux/arm64 localhost:5000/alpine:3.20 -o rootfs/
+
+What is written depends on what the manifest holds: an artifact's files by their titles
+(directories pushed by oras or wharf are unpacked), a Helm chart as NAME-VERSION.tgz (and
+.prov), a Flux bundle unpacked, a container image's root filesystem with --unpack. When
+nothing can be written, the command says why and exits non-zero.")]
 pub struct PullArgs {
     /// What to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST].
     pub reference: String,
     /// Directory to write the files into (created if missing).
     #[arg(short, long, default_value = ".")]
     pub output: PathBuf,
+    /// From a multi-platform index, pull this platform: OS/ARCH[/VARIANT].
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Write a container image's layers, in order, as a root filesystem (whiteouts applied;
+    /// device files skipped).
+    #[arg(long)]
+    pub unpack: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +93,8 @@ pub struct AttachArgs {
     pub annotations: Vec<String>,
     #[arg(long, value_name = "FILE")]
     pub annotation_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -109,6 +132,12 @@ pub struct CopyArgs {
     /// From a multi-platform index, copy only this platform: OS/ARCH[/VARIANT].
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
+    pub from: FromArgs,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -177,7 +206,7 @@ pub async fn push(args: PushArgs) -> Result<(), Error> {
     if r.digest.is_some() {
         return Err(Error::Invalid("push to a tag, not a digest".into()));
     }
-    let client = args.client.client(&[&r])?;
+    let client = args.client.transfer_client(&[&r], &args.transfer)?;
     let mut req = build_request(
         &args.files,
         &args.annotations,
@@ -196,7 +225,7 @@ pub async fn push(args: PushArgs) -> Result<(), Error> {
     } else {
         tags
     };
-    let progress = progress::for_args(&args.client);
+    let progress = progress::for_args(&args.client, &args.transfer);
     let res = client.push_artifact(&r, &tags, req, &progress).await?;
     drop(progress);
     emit(args.client.format, &res, || {
@@ -211,24 +240,40 @@ pub async fn push(args: PushArgs) -> Result<(), Error> {
 
 pub async fn pull(args: PullArgs) -> Result<(), Error> {
     let r: Reference = args.reference.parse()?;
-    let client = args.client.client(&[&r])?;
-    let progress = progress::for_args(&args.client);
-    let res = client.pull_artifact(&r, &args.output, &progress).await?;
+    let client = args.client.transfer_client(&[&r], &args.transfer)?;
+    let opts = PullOptions {
+        platform: args
+            .platform
+            .as_deref()
+            .map(str::parse::<Platform>)
+            .transpose()?,
+        unpack: args.unpack,
+    };
+    let progress = progress::for_args(&args.client, &args.transfer);
+    let res = client.pull(&r, &args.output, &opts, &progress).await?;
     drop(progress);
     emit(args.client.format, &res, || {
-        let files = res.blobs.len();
-        format!(
-            "Pulled {r} ({files} file{})\nDigest: {}",
-            if files == 1 { "" } else { "s" },
-            res.digest
-        )
+        let mut s = String::new();
+        match res.kind {
+            PulledKind::Image => s.push_str(&format!(
+                "Unpacked {} layers into {}\n",
+                res.written.len(),
+                args.output.display()
+            )),
+            _ => {
+                for w in &res.written {
+                    s.push_str(&format!("Wrote {}\n", w.path));
+                }
+            }
+        }
+        s + &format!("Pulled {r}\nDigest: {}", res.artifact.digest)
     });
     Ok(())
 }
 
 pub async fn attach(args: AttachArgs) -> Result<(), Error> {
     let subject: Reference = args.subject.parse()?;
-    let client = args.client.client(&[&subject])?;
+    let client = args.client.transfer_client(&[&subject], &args.transfer)?;
     let desc = client.resolve(&subject).await?;
     let mut req = build_request(
         &args.files,
@@ -248,7 +293,7 @@ pub async fn attach(args: AttachArgs) -> Result<(), Error> {
         digest: None,
         ..subject.clone()
     };
-    let progress = progress::for_args(&args.client);
+    let progress = progress::for_args(&args.client, &args.transfer);
     let res = client.push_artifact(&target, &[], req, &progress).await?;
     drop(progress);
     emit(args.client.format, &res, || {
@@ -330,7 +375,9 @@ pub async fn discover(args: DiscoverArgs) -> Result<(), Error> {
 pub async fn copy(args: CopyArgs) -> Result<(), Error> {
     let src: Reference = args.source.parse()?;
     let (dst, tags) = parse_ref_with_tags(&args.destination)?;
-    let client = args.client.client(&[&src, &dst])?;
+    let client =
+        args.client
+            .copy_client(Some((&src, &args.from)), (&dst, &args.to), &args.transfer)?;
     let opts = CopyOptions {
         referrers: args.recursive,
         platform: args
@@ -339,7 +386,7 @@ pub async fn copy(args: CopyArgs) -> Result<(), Error> {
             .map(str::parse::<Platform>)
             .transpose()?,
     };
-    let progress = progress::for_args(&args.client);
+    let progress = progress::for_args(&args.client, &args.transfer);
     let res = client.copy(&src, &dst, &opts, &progress).await?;
     for t in tags.iter().skip(1) {
         let (d, bytes) = client
@@ -371,6 +418,8 @@ pub struct BackupArgs {
     #[arg(short, long, required = true)]
     pub output: PathBuf,
     #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -385,6 +434,10 @@ pub struct RestoreArgs {
     /// Destination repository (REGISTRY/REPOSITORY), or REPOSITORY:TAG for a one-tag layout.
     pub destination: String,
     #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -394,8 +447,8 @@ fn is_tar(p: &std::path::Path) -> bool {
 
 pub async fn backup(args: BackupArgs) -> Result<(), Error> {
     let src: Reference = args.source.parse()?;
-    let client = args.client.client(&[&src])?;
-    let progress = progress::for_args(&args.client);
+    let client = args.client.transfer_client(&[&src], &args.transfer)?;
+    let progress = progress::for_args(&args.client, &args.transfer);
     let res = if is_tar(&args.output) {
         client
             .backup_tar(&src, &args.output, true, &progress)
@@ -418,8 +471,10 @@ pub async fn backup(args: BackupArgs) -> Result<(), Error> {
 
 pub async fn restore(args: RestoreArgs) -> Result<(), Error> {
     let dst: Reference = args.destination.parse()?;
-    let client = args.client.client(&[&dst])?;
-    let progress = progress::for_args(&args.client);
+    let client = args
+        .client
+        .copy_client(None, (&dst, &args.to), &args.transfer)?;
+    let progress = progress::for_args(&args.client, &args.transfer);
     let unpacked;
     let dir = if is_tar(&args.input) {
         unpacked = tempfile::tempdir()?;

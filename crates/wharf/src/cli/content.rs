@@ -11,7 +11,7 @@ use wharf_client::manifests::descriptor;
 use wharf_client::{Error, FileSource, Reference};
 
 use super::output::emit;
-use super::{progress, ClientArgs};
+use super::{progress, ClientArgs, TransferArgs};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -44,8 +44,10 @@ pub enum ManifestCommand {
     #[command(after_help = "Examples:
   wharf manifest fetch localhost:5000/app:v1
   wharf manifest fetch --descriptor localhost:5000/app:v1
-  wharf manifest fetch localhost:5000/app:v1 -o manifest.json")]
+  wharf manifest fetch localhost:5000/app:v1 -o manifest.json
+  wharf manifest fetch --platform linux/arm64 localhost:5000/alpine:3.20")]
     Fetch {
+        /// The manifest: REGISTRY/REPOSITORY[:TAG|@DIGEST].
         reference: String,
         /// Write to this file instead of standard output.
         #[arg(short, long)]
@@ -53,6 +55,9 @@ pub enum ManifestCommand {
         /// Print the manifest's descriptor instead of its content.
         #[arg(long)]
         descriptor: bool,
+        /// From a multi-platform index, the manifest for this platform: OS/ARCH[/VARIANT].
+        #[arg(long)]
+        platform: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -69,12 +74,19 @@ pub enum ManifestCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a manifest (a tag is resolved to its digest first).
+    /// Delete a manifest, and with it every tag that points to it (a tag is resolved to its
+    /// digest first). To remove one tag and keep the manifest: `wharf untag`.
     #[command(after_help = "Examples:
-  wharf manifest delete localhost:5000/app:old
-  wharf manifest delete localhost:5000/app@sha256:4f3c...")]
+  wharf manifest delete localhost:5000/app@sha256:4f3c...
+  wharf manifest delete --force localhost:5000/app:old   # also drops every other tag of it
+
+A manifest that tags point to is deleted only with --force, or after a yes on a terminal.")]
     Delete {
+        /// The manifest: REGISTRY/REPOSITORY@DIGEST, or :TAG for the manifest it points to.
         reference: String,
+        /// Delete even when tags point to the manifest (they go with it), without asking.
+        #[arg(short, long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -94,6 +106,8 @@ pub enum BlobCommand {
         output: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
     /// Upload a file as a blob; prints its digest.
     #[command(after_help = "Examples:
@@ -101,9 +115,12 @@ pub enum BlobCommand {
     Push {
         /// REGISTRY/REPOSITORY.
         reference: String,
+        /// The file to upload.
         file: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
     /// Delete a blob.
     #[command(after_help = "Examples:
@@ -195,14 +212,27 @@ pub async fn manifest(cmd: ManifestCommand) -> Result<(), Error> {
             reference,
             output,
             descriptor,
+            platform,
             client,
         } => {
             let r: Reference = reference.parse()?;
             let c = client.client(&[&r])?;
-            if descriptor {
+            let platform = platform
+                .as_deref()
+                .map(str::parse::<wharf_client::copy::Platform>)
+                .transpose()?;
+            if descriptor && platform.is_none() {
                 let d = c.resolve(&r).await?;
                 let text = serde_json::to_vec_pretty(&d).expect("descriptor serialises");
                 write_out(output.as_ref(), &[text.as_slice(), b"\n"].concat())
+            } else if let Some(p) = platform {
+                let (d, bytes) = c.manifest_for_platform(&r, Some(&p)).await?;
+                if descriptor {
+                    let text = serde_json::to_vec_pretty(&d).expect("descriptor serialises");
+                    write_out(output.as_ref(), &[text.as_slice(), b"\n"].concat())
+                } else {
+                    write_out(output.as_ref(), &bytes)
+                }
             } else {
                 let (_, bytes) = c.manifest(&r).await?;
                 write_out(output.as_ref(), &bytes)
@@ -243,9 +273,31 @@ pub async fn manifest(cmd: ManifestCommand) -> Result<(), Error> {
             );
             Ok(())
         }
-        ManifestCommand::Delete { reference, client } => {
+        ManifestCommand::Delete {
+            reference,
+            force,
+            client,
+        } => {
             let r: Reference = reference.parse()?;
-            let digest = client.client(&[&r])?.delete_manifest(&r).await?;
+            let c = client.client(&[&r])?;
+            let digest = match &r.digest {
+                Some(d) => d.clone(),
+                None => c.resolve(&r).await?.digest,
+            };
+            let at = r.with_digest(digest.clone());
+            if !force {
+                let tags = c.tags_of(&r, &digest).await?;
+                if !tags.is_empty() && !confirm(&at, &tags)? {
+                    return Err(Error::Invalid(format!(
+                        "{at} is tagged {}; deleting the manifest deletes {}: use `wharf untag {}:{}` to remove a tag only, or --force to delete the manifest",
+                        tags.join(", "),
+                        if tags.len() == 1 { "that tag too" } else { "those tags too" },
+                        r.name(),
+                        r.tag.as_ref().filter(|t| tags.contains(t)).unwrap_or(&tags[0])
+                    )));
+                }
+            }
+            let digest = c.delete_manifest(&at).await?;
             emit(
                 client.format,
                 &json!({"deleted": r.with_digest(digest.clone()).to_string()}),
@@ -256,16 +308,72 @@ pub async fn manifest(cmd: ManifestCommand) -> Result<(), Error> {
     }
 }
 
+/// On a terminal, asks whether to delete `at` and its `tags`; elsewhere, no.
+fn confirm(at: &Reference, tags: &[String]) -> Result<bool, Error> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    eprint!(
+        "{at} is tagged {}; delete the manifest and these tags? [y/N] ",
+        tags.join(", ")
+    );
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf untag localhost:5000/app:rc1
+  wharf untag localhost:5000/app:rc1 localhost:5000/app:rc2 --format json
+
+The manifest stays, under its digest and its other tags. Registries without a tag DELETE
+(Distribution 2.8, for one) refuse, and the command says so with nothing changed.")]
+pub struct UntagArgs {
+    /// Tags to remove: REGISTRY/REPOSITORY:TAG, one or more.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn untag(args: UntagArgs) -> Result<(), Error> {
+    let refs = args
+        .references
+        .iter()
+        .map(|s| s.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = args.client.client(&refs.iter().collect::<Vec<_>>())?;
+    let mut untagged = Vec::new();
+    for r in &refs {
+        c.untag(r).await?;
+        untagged.push(r.to_string());
+        if args.client.format == super::Format::Text {
+            println!("Untagged {r}");
+        }
+    }
+    if args.client.format == super::Format::Json {
+        emit(
+            args.client.format,
+            &json!({"untagged": untagged}),
+            String::new,
+        );
+    }
+    Ok(())
+}
+
 pub async fn blob(cmd: BlobCommand) -> Result<(), Error> {
     match cmd {
         BlobCommand::Fetch {
             reference,
             output,
             client,
+            transfer,
         } => {
             let r: Reference = reference.parse()?;
             let digest = needs_digest(&r)?;
-            let c = client.client(&[&r])?;
+            let c = client.transfer_client(&[&r], &transfer)?;
             let size = c
                 .blob_exists(&r, &digest)
                 .await?
@@ -284,7 +392,7 @@ pub async fn blob(cmd: BlobCommand) -> Result<(), Error> {
                 let mut f = std::fs::File::open(tmp.path())?;
                 std::io::copy(&mut f, &mut std::io::stdout().lock())?;
             } else {
-                let p = progress::for_args(&client);
+                let p = progress::for_args(&client, &transfer);
                 c.fetch_blob(&r, &d, &output, &p).await?;
             }
             Ok(())
@@ -293,12 +401,13 @@ pub async fn blob(cmd: BlobCommand) -> Result<(), Error> {
             reference,
             file,
             client,
+            transfer,
         } => {
             let r: Reference = reference.parse()?;
-            let c = client.client(&[&r])?;
+            let c = client.transfer_client(&[&r], &transfer)?;
             let (digest, size) = wharf_client::artifact::hash_file(&file).await?;
             let d = descriptor("application/octet-stream".into(), digest.clone(), size);
-            let p = progress::for_args(&client);
+            let p = progress::for_args(&client, &transfer);
             let t = c.push_blob(&r, &d, &FileSource(file), &p).await?;
             drop(p);
             emit(

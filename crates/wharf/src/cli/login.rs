@@ -100,6 +100,7 @@ pub async fn login(args: LoginArgs) -> Result<(), Error> {
         plain_http: args.client.plain_http,
         https: args.client.https,
         insecure: args.client.insecure,
+        ca_file: args.client.ca_file.clone(),
         docker_config: None,
         credentials: [(r.registry.clone(), cred.clone())].into(),
         ..ClientOptions::default()

@@ -16,7 +16,7 @@ use wharf_client::{Client, ClientOptions, Credential, Error, Reference};
 pub use artifact::{
     AttachArgs, BackupArgs, CopyArgs, DiscoverArgs, PullArgs, PushArgs, RestoreArgs,
 };
-pub use content::{BlobCommand, ManifestCommand, RepoCommand, ResolveArgs, TagArgs};
+pub use content::{BlobCommand, ManifestCommand, RepoCommand, ResolveArgs, TagArgs, UntagArgs};
 pub use login::{LoginArgs, LogoutArgs};
 
 /// Exit codes, documented in `wharf --help` (main.rs) and README.md.
@@ -32,7 +32,7 @@ pub enum Format {
     Json,
 }
 
-/// Options every client command takes.
+/// Options every client command takes: how to reach the registry, who to be, and the output.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Use plain HTTP (default for localhost and 127.0.0.1).
@@ -44,6 +44,9 @@ pub struct ClientArgs {
     /// Accept TLS certificates that do not verify (self-signed test registries).
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// Trust the CA certificates in this PEM file too (a registry with a private CA).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// User name for the registries this command talks to (else Docker's stored credentials).
     #[arg(short = 'u', long, global = true, env = "WHARF_USERNAME")]
     pub username: Option<String>,
@@ -60,55 +63,213 @@ pub struct ClientArgs {
     /// else ~/.docker/config.json].
     #[arg(long, global = true, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
+    /// Output: text for people, json for scripts (errors too).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Options of the commands that move blobs.
+#[derive(Args, Debug, Clone)]
+pub struct TransferArgs {
     /// Blobs transferred at once.
-    #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Size of the requests large blobs are uploaded in, in MiB; an interrupted upload
     /// resumes from the last chunk the registry acknowledged.
-    #[arg(long, global = true, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub chunk_size: u64,
-    /// Output: text for people, json for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
     /// No progress output.
-    #[arg(short = 'q', long, global = true)]
+    #[arg(short = 'q', long)]
     pub quiet: bool,
 }
 
+/// Per-side settings of the source registry of a copy; each replaces the general option of
+/// the same name for that registry only.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FromArgs {
+    /// Plain HTTP to the source registry.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Accept a source certificate that does not verify.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Trust these CA certificates (PEM) for the source registry.
+    #[arg(long, value_name = "FILE")]
+    pub from_ca_file: Option<PathBuf>,
+    /// User name at the source registry.
+    #[arg(long, env = "WHARF_FROM_USERNAME")]
+    pub from_username: Option<String>,
+    /// Password or token at the source registry.
+    #[arg(long, env = "WHARF_FROM_PASSWORD", hide_env_values = true)]
+    pub from_password: Option<String>,
+}
+
+/// Per-side settings of the destination registry of a copy or restore.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ToArgs {
+    /// Plain HTTP to the destination registry.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Accept a destination certificate that does not verify.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// Trust these CA certificates (PEM) for the destination registry.
+    #[arg(long, value_name = "FILE")]
+    pub to_ca_file: Option<PathBuf>,
+    /// User name at the destination registry.
+    #[arg(long, env = "WHARF_TO_USERNAME")]
+    pub to_username: Option<String>,
+    /// Password or token at the destination registry.
+    #[arg(long, env = "WHARF_TO_PASSWORD", hide_env_values = true)]
+    pub to_password: Option<String>,
+}
+
+/// One side's settings, whichever flag set they came from.
+struct Side<'a> {
+    name: &'static str,
+    plain_http: bool,
+    insecure: bool,
+    ca_file: Option<&'a PathBuf>,
+    username: Option<&'a String>,
+    password: Option<&'a String>,
+}
+
+impl FromArgs {
+    fn side(&self) -> Side<'_> {
+        Side {
+            name: "from",
+            plain_http: self.from_plain_http,
+            insecure: self.from_insecure,
+            ca_file: self.from_ca_file.as_ref(),
+            username: self.from_username.as_ref(),
+            password: self.from_password.as_ref(),
+        }
+    }
+}
+
+impl ToArgs {
+    fn side(&self) -> Side<'_> {
+        Side {
+            name: "to",
+            plain_http: self.to_plain_http,
+            insecure: self.to_insecure,
+            ca_file: self.to_ca_file.as_ref(),
+            username: self.to_username.as_ref(),
+            password: self.to_password.as_ref(),
+        }
+    }
+}
+
+fn credential(
+    username: Option<&String>,
+    password: Option<&String>,
+    flag: &str,
+) -> Result<Option<Credential>, Error> {
+    match (username, password) {
+        (Some(u), Some(p)) => Ok(Some(Credential {
+            username: u.clone(),
+            password: p.clone(),
+        })),
+        (Some(_), None) => Err(Error::Invalid(format!(
+            "--{flag}username needs --{flag}password (or WHARF_{}PASSWORD)",
+            flag.to_uppercase().replace('-', "_")
+        ))),
+        (None, Some(_)) => Err(Error::Invalid(format!(
+            "--{flag}password needs --{flag}username"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
 impl ClientArgs {
-    /// A client for a command that talks to `refs`' registries.
-    pub fn client(&self, refs: &[&Reference]) -> Result<Client, Error> {
+    /// The client options for a command that talks to `refs`' registries.
+    pub fn options(&self, refs: &[&Reference]) -> Result<ClientOptions, Error> {
         let mut opts = ClientOptions {
             plain_http: self.plain_http,
             https: self.https,
             insecure: self.insecure,
-            concurrency: self.concurrency as usize,
-            chunk_size: self.chunk_size << 20,
+            ca_file: self.ca_file.clone(),
             ..ClientOptions::default()
         };
         if let Some(p) = &self.registry_config {
             opts.docker_config = Some(p.clone());
         }
-        match (&self.username, &self.password) {
-            (Some(u), Some(p)) => {
-                let c = Credential {
-                    username: u.clone(),
-                    password: p.clone(),
-                };
-                opts.credentials = refs
-                    .iter()
-                    .map(|r| (r.registry.clone(), c.clone()))
-                    .collect::<HashMap<_, _>>();
+        if let Some(c) = credential(self.username.as_ref(), self.password.as_ref(), "")? {
+            opts.credentials = refs
+                .iter()
+                .map(|r| (r.registry.clone(), c.clone()))
+                .collect::<HashMap<_, _>>();
+        }
+        Ok(opts)
+    }
+
+    /// A client for a command that talks to `refs`' registries.
+    pub fn client(&self, refs: &[&Reference]) -> Result<Client, Error> {
+        Client::new(self.options(refs)?)
+    }
+
+    /// A client for a command that moves blobs.
+    pub fn transfer_client(
+        &self,
+        refs: &[&Reference],
+        transfer: &TransferArgs,
+    ) -> Result<Client, Error> {
+        let mut opts = self.options(refs)?;
+        transfer.apply(&mut opts);
+        Client::new(opts)
+    }
+
+    /// A client for a copy from `src` to `dst`, each side with its own transport and
+    /// credentials where `--from-*` / `--to-*` give them.
+    pub fn copy_client(
+        &self,
+        src: Option<(&Reference, &FromArgs)>,
+        dst: (&Reference, &ToArgs),
+        transfer: &TransferArgs,
+    ) -> Result<Client, Error> {
+        let refs: Vec<&Reference> = src.iter().map(|(r, _)| *r).chain([dst.0]).collect();
+        let mut opts = self.options(&refs)?;
+        transfer.apply(&mut opts);
+        let sides = src
+            .map(|(r, f)| (r, f.side()))
+            .into_iter()
+            .chain([(dst.0, dst.1.side())]);
+        for (r, side) in sides {
+            let given = side.plain_http
+                || side.insecure
+                || side.ca_file.is_some()
+                || side.username.is_some()
+                || side.password.is_some();
+            if !given {
+                continue;
             }
-            (Some(_), None) => {
-                return Err(Error::Invalid(
-                    "--username needs --password (or WHARF_PASSWORD)".into(),
-                ))
+            if refs.iter().filter(|o| o.registry == r.registry).count() > 1 {
+                return Err(Error::Invalid(format!(
+                    "--{}-* options name one side, but both sides are {}: use the general options",
+                    side.name, r.registry
+                )));
             }
-            (None, Some(_)) => return Err(Error::Invalid("--password needs --username".into())),
-            (None, None) => {}
+            let mut t = opts.transport(&r.registry);
+            t.plain_http |= side.plain_http;
+            t.https &= !side.plain_http;
+            t.insecure |= side.insecure;
+            if let Some(ca) = side.ca_file {
+                t.ca_file = Some(ca.clone());
+            }
+            opts.registries.insert(r.registry.clone(), t);
+            let flag = format!("{}-", side.name);
+            if let Some(c) = credential(side.username, side.password, &flag)? {
+                opts.credentials.insert(r.registry.clone(), c);
+            }
         }
         Client::new(opts)
+    }
+}
+
+impl TransferArgs {
+    fn apply(&self, opts: &mut ClientOptions) {
+        opts.concurrency = self.concurrency as usize;
+        opts.chunk_size = self.chunk_size << 20;
     }
 }
 

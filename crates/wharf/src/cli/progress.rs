@@ -9,10 +9,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Progress, SharedProgress, Transfer};
 use wharf_oci::Descriptor;
 
-use super::{ClientArgs, Format};
+use super::{ClientArgs, Format, TransferArgs};
 
-pub fn for_args(args: &ClientArgs) -> SharedProgress {
-    if args.quiet || args.format == Format::Json {
+pub fn for_args(args: &ClientArgs, transfer: &TransferArgs) -> SharedProgress {
+    if transfer.quiet || args.format == Format::Json {
         Arc::new(wharf_client::NoProgress)
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bars::new())
