@@ -173,7 +173,7 @@ def test_copy_inside_a_registry_mounts(registry, cli, tmp_path):
     p = cli("cp", f"{registry.host}/cli/src:v1", f"{registry.host}/cli/dst:v1,also",
             "--format", "json")
     out = json.loads(p.stdout)
-    assert {t for _, t in out["blobs"]} == {"mounted"}
+    assert {b["transfer"] for b in out["blobs"]} == {"mounted"}
     for tag in ("v1", "also"):
         r = registry("GET", f"/v2/cli/dst/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
         assert sha256(r.content) == subject

@@ -157,7 +157,7 @@ def test_bearer_token_flow(token_registry, tmp_path):
     p = wharf(tmp_path, "cp", f"{reg.host}/team/app:v1", f"{reg.host}/other/app:v1",
               "--format", "json")
     assert p.returncode == 0, p.stderr
-    assert {t for _, t in json.loads(p.stdout)["blobs"]} == {"mounted"}
+    assert {b["transfer"] for b in json.loads(p.stdout)["blobs"]} == {"mounted"}
     assert any({"repository:other/app:pull,push", "repository:team/app:pull"} <= set(r["scopes"])
                for r in tokens.requests), tokens.requests
 

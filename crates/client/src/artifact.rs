@@ -65,11 +65,16 @@ struct ArtifactManifest {
 
 /// The outcome of pushing or pulling: the manifest and what each blob did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ArtifactResult {
     pub reference: String,
     pub digest: Digest,
     pub media_type: String,
     pub size: u64,
+    /// Every tag the manifest was given (push); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(serialize_with = "crate::blobs::serialize_transfers")]
     pub blobs: Vec<(Descriptor, Transfer)>,
 }
 
@@ -252,8 +257,12 @@ impl Client {
                 let (digest, size) = hash_file(path).await?;
                 (descriptor(mt.clone(), digest, size), Some(path.clone()))
             }
+            // The empty config with its content embedded, as oras writes it.
             None => (
-                descriptor(OCI_EMPTY.into(), Digest::sha256_of(b"{}"), 2),
+                Descriptor {
+                    data: Some("e30=".into()),
+                    ..descriptor(OCI_EMPTY.into(), Digest::sha256_of(b"{}"), 2)
+                },
                 None,
             ),
         };
@@ -321,6 +330,12 @@ impl Client {
             digest,
             media_type: OCI_MANIFEST.into(),
             size: bytes.len() as u64,
+            tags: first
+                .tag
+                .iter()
+                .chain(tags.iter().skip(1))
+                .cloned()
+                .collect(),
             blobs,
         })
     }

@@ -76,6 +76,24 @@ impl BlobSource for RegistrySource<'_> {
 }
 
 /// What happened to a blob on its way up.
+/// Serialises `(descriptor, transfer)` pairs as the descriptor's fields plus `transfer`, one
+/// JSON object per blob: the shape `--format json` documents (docs/cli-json.md).
+pub(crate) fn serialize_transfers<S: serde::Serializer>(
+    v: &[(Descriptor, Transfer)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        #[serde(flatten)]
+        descriptor: &'a Descriptor,
+        transfer: Transfer,
+    }
+    s.collect_seq(v.iter().map(|(d, t)| Item {
+        descriptor: d,
+        transfer: *t,
+    }))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transfer {

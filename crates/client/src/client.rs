@@ -19,6 +19,30 @@ use crate::retry::Retry;
 use crate::{Error, Reference, Result};
 
 /// How the client talks to registries.
+///
+/// ```
+/// use wharf_client::{Client, ClientOptions, Credential, Transport};
+/// let mut opts = ClientOptions::default();
+/// // one registry behind a private CA, reached with its own credentials ...
+/// opts.registries.insert("registry.corp.example".into(), Transport {
+///     ca_file: None, // Some("corp-ca.pem".into()) to trust that CA's certificates
+///     ..Transport::default()
+/// });
+/// opts.credentials.insert("registry.corp.example".into(), Credential {
+///     username: "ci".into(),
+///     password: "token".into(),
+/// });
+/// // ... and a mirror on plain HTTP, four blobs at a time
+/// opts.registries.insert("mirror.local:5000".into(), Transport {
+///     plain_http: true,
+///     ..Transport::default()
+/// });
+/// opts.concurrency = 4;
+/// let client = Client::new(opts)?;
+/// let mirror = "mirror.local:5000/app:v1".parse()?;
+/// assert_eq!(client.base_url(&mirror), "http://mirror.local:5000");
+/// # Ok::<(), wharf_client::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Plain HTTP for every registry (loopback registries use it anyway).
@@ -112,6 +136,35 @@ impl Body {
 }
 
 /// A registry client; cheap to share behind an `Arc`, safe to use from many tasks.
+///
+/// The operations a CLI user has are methods here; a registry at `localhost:5000` is
+/// assumed (`wharf serve` starts one):
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use wharf_client::artifact::{PushFile, PushRequest};
+/// use wharf_client::copy::CopyOptions;
+/// use wharf_client::pull::PullOptions;
+/// use wharf_client::{Client, ClientOptions, NoProgress, Reference, SharedProgress};
+/// # async fn demo() -> wharf_client::Result<()> {
+/// let client = Client::new(ClientOptions::default())?;
+/// let quiet: SharedProgress = Arc::new(NoProgress);
+/// let r: Reference = "localhost:5000/team/config:v1".parse()?;
+/// // push a file as an artifact, under two tags
+/// let req = PushRequest {
+///     files: vec![PushFile { path: "app.yaml".into(), media_type: None, annotations: Default::default() }],
+///     ..PushRequest::default()
+/// };
+/// let pushed = client.push_artifact(&r, &["v1".into(), "stable".into()], req, &quiet).await?;
+/// // pull it back (charts, Flux bundles and, with `unpack`, images too)
+/// client.pull(&r, "out".as_ref(), &PullOptions::default(), &quiet).await?;
+/// // copy with referrers, remove a tag, delete by digest
+/// let prod: Reference = "localhost:5000/prod/config:v1".parse()?;
+/// client.copy(&r, &prod, &CopyOptions { referrers: true, platform: None }, &quiet).await?;
+/// client.untag(&r.with_tag("stable")?).await?;
+/// client.delete_manifest(&r.with_digest(pushed.digest)).await?;
+/// # Ok(()) }
+/// ```
 pub struct Client {
     http: reqwest::Client,
     /// Connection pools for registries with transport settings of their own.

@@ -10,6 +10,15 @@ use crate::walk::{walk, RepositoryManifests, Role};
 use crate::{Client, Error, Reference, Result};
 
 /// `os/architecture[/variant]`, as `--platform` takes it.
+///
+/// ```
+/// use wharf_client::copy::Platform;
+/// let p: Platform = "linux/arm64/v8".parse()?;
+/// assert!(p.matches(&serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"})));
+/// assert_eq!(p.to_string(), "linux/arm64/v8");
+/// assert!("linux".parse::<Platform>().is_err());
+/// # Ok::<(), wharf_client::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
     pub os: String,
@@ -65,12 +74,16 @@ pub struct CopyOptions {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CopyResult {
     pub source: String,
     pub destination: String,
     pub digest: wharf_oci::Digest,
     pub media_type: String,
+    /// Every tag written in the destination.
+    pub tags: Vec<String>,
     pub manifests: usize,
+    #[serde(serialize_with = "crate::blobs::serialize_transfers")]
     pub blobs: Vec<(Descriptor, Transfer)>,
 }
 
@@ -111,6 +124,7 @@ impl Client {
             destination: target.to_string(),
             digest: desc.digest.clone(),
             media_type: desc.media_type.clone(),
+            tags: target.tag.iter().cloned().collect(),
             manifests: 0,
             blobs: Vec::new(),
         };

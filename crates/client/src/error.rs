@@ -8,6 +8,15 @@ use wharf_oci::{Digest, ErrorCode};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong, each variant with a message a person can act on.
+///
+/// ```
+/// use wharf_client::{Error, Reference};
+/// match "localhost:5000/Bad Name".parse::<Reference>() {
+///     Err(e @ Error::Reference(..)) => assert!(e.to_string().starts_with("invalid reference")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid reference {0:?}: {1}")]

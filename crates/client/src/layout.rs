@@ -34,12 +34,29 @@ struct Index {
 
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LayoutResult {
     /// Tags (or digests, for untagged entries) written.
     pub references: Vec<String>,
     pub manifests: usize,
     pub referrers: usize,
+    #[serde(serialize_with = "serialize_digests")]
     pub blobs: Vec<(Digest, Transfer)>,
+}
+
+fn serialize_digests<S: serde::Serializer>(
+    v: &[(Digest, Transfer)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        digest: &'a Digest,
+        transfer: Transfer,
+    }
+    s.collect_seq(v.iter().map(|(digest, t)| Item {
+        digest,
+        transfer: *t,
+    }))
 }
 
 impl OciLayout {

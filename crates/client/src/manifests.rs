@@ -321,6 +321,7 @@ pub fn descriptor(media_type: String, digest: Digest, size: u64) -> Descriptor {
         urls: None,
         annotations: None,
         artifact_type: None,
+        data: None,
         platform: None,
     }
 }

@@ -21,6 +21,13 @@ use crate::copy::Platform;
 use crate::{rootfs, Client, Error, Reference, Result};
 
 /// How to pull.
+///
+/// ```
+/// use wharf_client::pull::PullOptions;
+/// let opts = PullOptions { platform: Some("linux/amd64".parse()?), unpack: true };
+/// assert!(opts.unpack);
+/// # Ok::<(), wharf_client::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     /// From an index, the manifest for this platform.
@@ -208,6 +215,7 @@ impl Client {
                 digest: desc.digest,
                 media_type: desc.media_type,
                 size: desc.size,
+                tags: Vec::new(),
                 blobs: written
                     .iter()
                     .map(|(d, _)| (d.clone(), Transfer::Downloaded))

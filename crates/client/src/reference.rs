@@ -15,6 +15,20 @@ pub const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// A repository on a registry, with an optional tag and digest.
+///
+/// ```
+/// use wharf_client::Reference;
+/// let r: Reference = "localhost:5000/team/app:v1".parse()?;
+/// assert_eq!((r.registry.as_str(), r.repository.as_str()), ("localhost:5000", "team/app"));
+/// assert_eq!(r.tag.as_deref(), Some("v1"));
+/// // Docker Hub's normalisation, as docker and skopeo apply it
+/// let hub: Reference = "alpine".parse()?;
+/// assert_eq!(hub.to_string(), "docker.io/library/alpine");
+/// // a scheme is a mistake a person makes; the error says what to do
+/// let e = "http://localhost:5000/app".parse::<Reference>().unwrap_err();
+/// assert!(e.to_string().contains("drop http://"));
+/// # Ok::<(), wharf_client::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
     /// `host[:port]`, as written (`docker.io` for Docker Hub).

@@ -138,6 +138,7 @@ impl Client {
                     .artifact_type
                     .clone()
                     .or_else(|| m.config.as_ref().map(|c| c.media_type.clone())),
+                data: None,
                 platform: None,
             };
             self.add_to_referrers_tag(r, &subject.digest, d).await?;

@@ -428,6 +428,7 @@ impl Registry {
                 size: r.size,
                 urls: None,
                 annotations: r.annotations.and_then(|a| serde_json::from_str(&a).ok()),
+                data: None,
                 artifact_type: r.artifact_type,
                 platform: None,
             });

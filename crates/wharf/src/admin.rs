@@ -62,6 +62,7 @@ Use the key with basic auth: the key's name as user name, the secret as password
         after_help = "Examples:\n  wharf admin api-key revoke ci-deploy --metadata-url postgres://wharf@db/wharf"
     )]
     Revoke {
+        /// The key's name, as `api-key create` gave it.
         name: String,
         #[command(flatten)]
         store: StoreArgs,

@@ -91,11 +91,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let json_output = cli::wants_json(std::env::args().skip(1));
     let cli = Cli::parse();
     let client = |f: Result<(), wharf_client::Error>| match f {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wharf: error: {}", cli::describe(&e));
+            if json_output {
+                println!("{}", cli::error_json(&e));
+            } else {
+                eprintln!("wharf: error: {}", cli::describe(&e));
+            }
             ExitCode::from(cli::exit_code(&e))
         }
     };
@@ -124,6 +129,67 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("wharf: error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" || a.is_hide_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "wharf", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:#?}");
+    }
+
+    /// Transfer options appear only on commands that move blobs.
+    #[test]
+    fn transfer_options_only_where_they_apply() {
+        let cli = super::Cli::command();
+        let has = |path: &[&str]| {
+            let mut c = &cli;
+            for p in path {
+                c = c.find_subcommand(p).expect("subcommand");
+            }
+            c.get_arguments().any(|a| a.get_id() == "concurrency")
+        };
+        for p in [
+            &["push"][..],
+            &["pull"],
+            &["cp"],
+            &["backup"],
+            &["restore"],
+            &["attach"],
+            &["blob", "push"],
+        ] {
+            assert!(has(p), "{p:?}");
+        }
+        for p in [
+            &["tag"][..],
+            &["resolve"],
+            &["untag"],
+            &["repo", "ls"],
+            &["manifest", "fetch"],
+            &["discover"],
+        ] {
+            assert!(!has(p), "{p:?}");
         }
     }
 }

@@ -89,8 +89,10 @@ pub struct AttachArgs {
     pub subject: String,
     /// Files to attach, FILE[:MEDIATYPE]; none attaches annotations only.
     pub files: Vec<String>,
+    /// An annotation of the attached manifest; repeat for more.
     #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Annotations from a JSON file: {"$manifest": {...}, "$config": {...}, "<file>": {...}}.
     #[arg(long, value_name = "FILE")]
     pub annotation_file: Option<PathBuf>,
     #[command(flatten)]
@@ -285,6 +287,7 @@ pub async fn attach(args: AttachArgs) -> Result<(), Error> {
         annotations: None,
         artifact_type: None,
         platform: None,
+        data: None,
         urls: None,
         ..desc.clone()
     });
@@ -387,7 +390,7 @@ pub async fn copy(args: CopyArgs) -> Result<(), Error> {
             .transpose()?,
     };
     let progress = progress::for_args(&args.client, &args.transfer);
-    let res = client.copy(&src, &dst, &opts, &progress).await?;
+    let mut res = client.copy(&src, &dst, &opts, &progress).await?;
     for t in tags.iter().skip(1) {
         let (d, bytes) = client
             .manifest(&dst.with_digest(res.digest.clone()))
@@ -395,13 +398,15 @@ pub async fn copy(args: CopyArgs) -> Result<(), Error> {
         client
             .put_manifest(&dst.with_tag(t)?, &d.media_type, bytes)
             .await?;
+        res.tags.push(t.clone());
     }
     drop(progress);
     emit(args.client.format, &res, || {
-        format!(
-            "Copied {} -> {}\nDigest: {}",
-            res.source, res.destination, res.digest
-        )
+        let mut s = format!("Copied {} -> {}\n", res.source, res.destination);
+        for t in res.tags.iter().skip(1) {
+            s.push_str(&format!("Tagged {}:{t}\n", dst.name()));
+        }
+        s + &format!("Digest: {}", res.digest)
     });
     Ok(())
 }
@@ -489,7 +494,11 @@ pub async fn restore(args: RestoreArgs) -> Result<(), Error> {
     let res = client.restore(&dir, &dst, &progress).await?;
     drop(progress);
     emit(args.client.format, &res, || {
-        format!(
+        let mut s = String::new();
+        for r in &res.references {
+            s.push_str(&format!("Restored {r}\n"));
+        }
+        s + &format!(
             "Restored {} manifests ({} referrers) into {}",
             res.manifests,
             res.referrers,

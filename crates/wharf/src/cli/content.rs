@@ -66,7 +66,9 @@ pub enum ManifestCommand {
   wharf manifest push localhost:5000/app:v1 manifest.json
   cat index.json | wharf manifest push --media-type application/vnd.oci.image.index.v1+json localhost:5000/app:multi -")]
     Push {
+        /// Where: REGISTRY/REPOSITORY:TAG, or @DIGEST for an untagged manifest.
         reference: String,
+        /// The manifest file, or '-' for standard input.
         file: PathBuf,
         /// The manifest's media type [default: its mediaType field].
         #[arg(long)]
@@ -126,6 +128,7 @@ pub enum BlobCommand {
     #[command(after_help = "Examples:
   wharf blob delete localhost:5000/app@sha256:4f3c...")]
     Delete {
+        /// REGISTRY/REPOSITORY@DIGEST.
         reference: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -147,6 +150,7 @@ pub enum RepoCommand {
     #[command(after_help = "Examples:
   wharf repo tags localhost:5000/app")]
     Tags {
+        /// REGISTRY/REPOSITORY.
         reference: String,
         #[command(flatten)]
         client: ClientArgs,

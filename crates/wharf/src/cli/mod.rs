@@ -323,6 +323,33 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// Whether the command line asks for `--format json` (then errors are JSON too).
+pub fn wants_json(args: impl Iterator<Item = String>) -> bool {
+    let mut prev_format = false;
+    for a in args {
+        if a == "--format=json" || (prev_format && a == "json") {
+            return true;
+        }
+        prev_format = a == "--format";
+    }
+    false
+}
+
+/// An error as the JSON document `--format json` prints on failure (docs/cli-json.md).
+pub fn error_json(e: &Error) -> String {
+    let mut err = serde_json::json!({
+        "message": describe(e),
+        "exitCode": exit_code(e),
+    });
+    if let Some(status) = e.status() {
+        err["status"] = status.into();
+    }
+    if let Error::Registry { code: Some(c), .. } = e {
+        err["code"] = c.as_str().into();
+    }
+    serde_json::to_string_pretty(&serde_json::json!({ "error": err })).expect("JSON serialises")
+}
+
 /// Runs a client command on a runtime of its own.
 pub fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Result<(), Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -364,6 +391,20 @@ mod tests {
         assert!(r.tag.is_none() && tags.is_empty());
         assert!(parse_ref_with_tags("localhost:5000/a:v1,bad tag").is_err());
         assert!(parse_ref_with_tags("localhost:5000/a:v1,").is_err());
+    }
+
+    #[test]
+    fn json_flag() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(wants_json(args(&["pull", "--format", "json", "x"])));
+        assert!(wants_json(args(&["pull", "x", "--format=json"])));
+        assert!(!wants_json(args(&["pull", "json", "--format", "text"])));
+        assert!(!wants_json(args(&["pull", "x"])));
     }
 
     #[test]
