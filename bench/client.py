@@ -1,5 +1,5 @@
-"""Client benchmark: `wharf` against `skopeo copy` (and the oras Python SDK for a file push),
-the same operations in one run, against Wharf registries started here. Writes the client
+"""Client benchmark: `wharf` against `skopeo copy`, the oras CLI, crane (and the oras Python SDK
+for a file push), the same operations in one run, against Wharf registries started here. Writes the client
 section of bench/RESULTS.md.
 
 Run it with `bench/run --client`. Every timed run writes into a registry that has never seen
@@ -21,7 +21,7 @@ from pathlib import Path
 import oras.client
 
 from common import MiB, quiesce, update_section
-from conftest import WHARF, start_wharf
+from conftest import WHARF, go_tool, start_wharf
 
 LAYERS = 3
 RUNS = 3
@@ -76,9 +76,9 @@ class Tools:
         self.policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
         self.env = {**os.environ, "DOCKER_CONFIG": str(work / "docker")}
 
-    def run(self, *cmd):
+    def run(self, *cmd, cwd=None):
         r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                           env=self.env, timeout=600)
+                           env=self.env, timeout=600, cwd=cwd)
         if r.returncode != 0:
             raise RuntimeError(f"{cmd}: {r.stderr}")
 
@@ -88,6 +88,12 @@ class Tools:
 
     def wharf(self, *args):
         self.run(WHARF, *args, "--quiet")
+
+    def oras(self, *args, cwd=None):
+        self.run(go_tool("oras"), *args, "--no-tty", cwd=cwd)
+
+    def crane(self, *args):
+        self.run(go_tool("crane"), *args, "--insecure")
 
 
 def timed(fn):
@@ -138,27 +144,59 @@ def measure(work, quick):
     # Copy between two registries: a fresh destination each run.
     def between(a):
         tools.skopeo(f"oci:{layout}:v1", f"docker://{a.host}/bench/src:v1")
-        out = {"wharf": [], "skopeo": []}
+        src = f"{a.host}/bench/src:v1"
+        ops = {
+            "wharf": lambda dst: tools.wharf("cp", src, dst),
+            "skopeo": lambda dst: tools.skopeo(f"docker://{src}", f"docker://{dst}"),
+            "oras CLI": lambda dst: tools.oras("cp", "--from-plain-http", "--to-plain-http",
+                                               src, dst),
+            "crane": lambda dst: tools.crane("copy", src, dst),
+        }
+        out = {k: [] for k in ops}
         for _ in range(runs):
-            for name in out:
-                def go(b, name=name):
-                    if name == "wharf":
-                        return timed(lambda: tools.wharf("cp", f"{a.host}/bench/src:v1",
-                                                         f"{b.host}/bench/dst:v1"))
-                    return timed(lambda: tools.skopeo(f"docker://{a.host}/bench/src:v1",
-                                                      f"docker://{b.host}/bench/dst:v1"))
-                out[name].append(with_servers(1, go))
+            for name, op in ops.items():
+                out[name].append(with_servers(
+                    1, lambda b, op=op: timed(lambda: op(f"{b.host}/bench/dst:v1"))))
         return {k: median(v) for k, v in out.items()}
     r["copy_registry_s"] = with_servers(1, between)
 
+    # Pull an image to a local OCI layout (the form every tool writes): wharf backup,
+    # skopeo copy to oci:, oras cp --to-oci-layout, crane pull --format oci.
+    def pull_image(a):
+        tools.skopeo(f"oci:{layout}:v1", f"docker://{a.host}/bench/img:v1")
+        ref = f"{a.host}/bench/img:v1"
+        ops = {
+            "wharf": lambda d: tools.wharf("backup", ref, "-o", d),
+            "skopeo": lambda d: tools.skopeo(f"docker://{ref}", f"oci:{d}:v1"),
+            "oras CLI": lambda d: tools.oras("cp", "--from-plain-http", ref,
+                                             "--to-oci-layout", f"{d}:v1"),
+            "crane": lambda d: tools.crane("pull", "--format", "oci", ref, d),
+        }
+        out = {k: [] for k in ops}
+        for i in range(runs):
+            for name, op in ops.items():
+                d = work / f"pulled-{name.replace(' ', '-')}-{i}"
+                out[name].append(timed(lambda: op(d)))
+                shutil.rmtree(d, ignore_errors=True)
+        return {k: median(v) for k, v in out.items()}
+    r["pull_image_s"] = with_servers(1, pull_image)
+
     # Push one large file: wharf push, the oras SDK, skopeo from a one-layer layout.
     write_file_layout(file_layout, big)
-    pushes = {"wharf": [], "oras": [], "skopeo": []}
+    pushes = {"wharf": [], "oras": [], "skopeo": [], "oras CLI": [], "crane": []}
     for _ in range(runs):
         for name in pushes:
             def go(a, name=name):
                 if name == "wharf":
                     return timed(lambda: tools.wharf("push", f"{a.host}/bench/file:v1", big))
+                if name == "oras CLI":
+                    return timed(lambda: tools.oras("push", "--plain-http",
+                                                    f"{a.host}/bench/file:v1",
+                                                    f"{big.name}:application/octet-stream",
+                                                    cwd=big.parent))
+                if name == "crane":
+                    return timed(lambda: tools.crane("append", "--oci-empty-base", "-f", big,
+                                                     "-t", f"{a.host}/bench/file:v1"))
                 if name == "oras":
                     client = oras.client.OrasClient(hostname=a.host, insecure=True)
                     return timed(lambda: client.push(files=[str(big)],
@@ -208,30 +246,35 @@ def report(r, quick, elapsed):
          r["copy_repo_s"], r["image_size"]),
         (f"copy an image ({img}) to another registry", r["copy_registry_s"], r["image_size"]),
         (f"push a {r['file_size'] // MiB} MiB file", r["push_file_s"], r["file_size"]),
+        (f"pull an image ({img}) to an OCI layout", r["pull_image_s"], r["image_size"]),
     ]
+    peers = ["skopeo", "oras SDK", "oras CLI", "crane"]
     lines = [
-        "## Client: wharf against skopeo and the oras SDK",
+        "## Client: wharf against skopeo, the oras SDK, the oras CLI and crane",
         "",
         f"Reproduce: `bench/run --client{' --quick' if quick else ''}` (took {elapsed:.0f} s). "
         "Both ends are Wharf registries on this machine (embedded default). Seconds are the "
-        f"median of {1 if quick else RUNS} runs, wall clock of the whole command; ratio is "
-        "how many times faster `wharf` is. Each run writes to a registry that has never seen "
-        "the content (a fresh server, or a fresh repository for the in-registry copy, where "
-        "both tools may mount blobs from the source repository). skopeo pushes the file as "
-        "the single layer of an image in an OCI layout; the oras SDK and `wharf push` push "
-        "it as an artifact. Layers and the file are gzip streams of random bytes (stored "
-        "deflate blocks): real gzip, so skopeo does not compress them again, and "
-        "incompressible.",
+        f"median of {1 if quick else RUNS} runs, wall clock of the whole command; `Nx` is "
+        "how many times faster `wharf` is than that tool. Each run writes to a registry that "
+        "has never seen the content (a fresh server, or a fresh repository for the "
+        "in-registry copy, where the tools may mount blobs from the source repository). "
+        "skopeo pushes the file as the single layer of an image in an OCI layout, crane as "
+        "a layer appended to an empty image (`crane append`); the oras SDK, the oras CLI and "
+        "`wharf push` push it as an artifact. Pulling writes an OCI layout: `wharf backup`, "
+        "`skopeo copy ... oci:`, `oras cp --to-oci-layout`, `crane pull --format oci`. "
+        "Layers and the file are gzip streams of random bytes (stored deflate blocks): real "
+        "gzip, so no tool compresses them again, and incompressible. The oras CLI is 1.3.6 "
+        "and crane 0.22.1, built by tests/setup.",
         "",
-        "| operation | wharf (s) | skopeo (s) | wharf vs skopeo | oras SDK (s) | wharf vs oras |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| operation | wharf (s) | " + " | ".join(f"{p} (s)" for p in peers) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in peers) + " |",
     ]
     for label, t, _size in rows:
-        oras_t = t.get("oras")
-        lines.append(
-            f"| {label} | {t['wharf']:.2f} | {t['skopeo']:.2f} | "
-            f"{t['skopeo'] / t['wharf']:.1f}x | "
-            + (f"{oras_t:.2f} | {oras_t / t['wharf']:.1f}x |" if oras_t else "— | — |"))
+        cells = []
+        for p in peers:
+            v = t.get(p if p != "oras SDK" else "oras")
+            cells.append(f"{v:.2f} ({v / t['wharf']:.1f}x)" if v else "—")
+        lines.append(f"| {label} | {t['wharf']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
