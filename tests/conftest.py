@@ -274,6 +274,30 @@ http:
 
 
 @pytest.fixture
+def tool_env(tmp_path):
+    """The environment for the real clients: a HOME and DOCKER_CONFIG of the test's own, so
+    no tool reads the machine's logins, and no WHARF_ settings."""
+    h = tmp_path / "home"
+    h.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+    env.update({"HOME": str(h), "DOCKER_CONFIG": str(h / ".docker"),
+                "XDG_CONFIG_HOME": str(h / ".config")})
+    return env
+
+
+@pytest.fixture(params=["wharf", "distribution2", "distribution3"])
+def peer_registry(request, tmp_path):
+    """Wharf, then Distribution 2.8 and 3, each in turn; `.kind` says which."""
+    if request.param == "wharf":
+        s = start_wharf(tmp_path / "data")
+    else:
+        s = start_distribution(tmp_path, version=int(request.param[-1]))
+    s.kind = request.param
+    yield s
+    s.stop()
+
+
+@pytest.fixture
 def distribution(tmp_path):
     s = start_distribution(tmp_path)
     yield s

@@ -8,18 +8,12 @@ import subprocess
 
 import pytest
 
-from conftest import WHARF, start_distribution, start_wharf
+from conftest import WHARF
 
 
-@pytest.fixture(params=["wharf", "distribution2", "distribution3"])
-def registry(request, tmp_path):
-    if request.param == "wharf":
-        s = start_wharf(tmp_path / "data")
-    else:
-        s = start_distribution(tmp_path, version=int(request.param[-1]))
-    s.kind = request.param
-    yield s
-    s.stop()
+@pytest.fixture
+def registry(peer_registry):
+    return peer_registry
 
 
 def wharf(tmp_path, *args):

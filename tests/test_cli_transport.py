@@ -121,10 +121,9 @@ def test_copy_and_restore_with_per_side_transport_and_credentials(tmp_path, side
     # one registry on both sides: per-side flags make no sense there
     p = wharf(tmp_path, "cp", "--https", *from_flags, ref, f"{src.host}/team/copy:v1")
     assert p.returncode == 1 and "both sides are" in p.stderr, p.stderr
-    # restore takes the destination's settings the same way
+    # backup takes the source's settings, restore the destination's, the same way
     out = tmp_path / "backup"
-    p = wharf(tmp_path, "backup", "--https", "--ca-file", ca_path, "-u", "alice", "-p",
-              "alice-pw", ref, "-o", out)
+    p = wharf(tmp_path, "backup", "--https", *from_flags, ref, "-o", out)
     assert p.returncode == 0, p.stderr
     p = wharf(tmp_path, "restore", *to_flags, out, f"{dst.host}/restored/app")
     assert p.returncode == 0, p.stderr

@@ -10,28 +10,17 @@ import subprocess
 
 import pytest
 
-from conftest import WHARF, go_tool, start_distribution, start_wharf
-
-
-@pytest.fixture(params=["wharf", "distribution2", "distribution3"])
-def registry(request, tmp_path):
-    if request.param == "wharf":
-        s = start_wharf(tmp_path / "data")
-    else:
-        s = start_distribution(tmp_path, version=int(request.param[-1]))
-    s.kind = request.param
-    yield s
-    s.stop()
+from conftest import WHARF, go_tool
 
 
 @pytest.fixture
-def env(tmp_path):
-    h = tmp_path / "home"
-    h.mkdir()
-    e = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
-    e.update({"HOME": str(h), "DOCKER_CONFIG": str(h / ".docker"),
-              "XDG_CONFIG_HOME": str(h / ".config")})
-    return e
+def registry(peer_registry):
+    return peer_registry
+
+
+@pytest.fixture
+def env(tool_env):
+    return tool_env
 
 
 def run(env, *cmd, cwd=None):

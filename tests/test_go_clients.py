@@ -34,12 +34,8 @@ def registry(tmp_path):
 
 
 @pytest.fixture
-def home(tmp_path):
-    """A HOME and DOCKER_CONFIG of the test's own, so no tool reads the machine's logins."""
-    h = tmp_path / "home"
-    h.mkdir()
-    return {"HOME": str(h), "DOCKER_CONFIG": str(h / ".docker"),
-            "XDG_CONFIG_HOME": str(h / ".config")}
+def home(tool_env):
+    return tool_env
 
 
 def test_oras_cli_and_wharf_read_each_other(registry, tmp_path, home):

@@ -11,24 +11,10 @@ import os
 import subprocess
 import tarfile
 
-import pytest
-
-from conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, WHARF, go_tool, start_wharf
-
-
-@pytest.fixture
-def registry(tmp_path):
-    s = start_wharf(tmp_path / "data")
-    yield s
-    s.stop()
+from conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, WHARF, go_tool
+from test_go_clients import home, registry  # noqa: F401  (the fixtures)
 
 
-@pytest.fixture
-def home(tmp_path):
-    h = tmp_path / "home"
-    h.mkdir()
-    return {**os.environ, "HOME": str(h), "DOCKER_CONFIG": str(h / ".docker"),
-            "XDG_CONFIG_HOME": str(h / ".config")}
 
 
 def wharf(home, *args):

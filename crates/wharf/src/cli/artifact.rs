@@ -378,9 +378,11 @@ pub async fn discover(args: DiscoverArgs) -> Result<(), Error> {
 pub async fn copy(args: CopyArgs) -> Result<(), Error> {
     let src: Reference = args.source.parse()?;
     let (dst, tags) = parse_ref_with_tags(&args.destination)?;
-    let client =
-        args.client
-            .copy_client(Some((&src, &args.from)), (&dst, &args.to), &args.transfer)?;
+    let client = args.client.copy_client(
+        Some((&src, &args.from)),
+        Some((&dst, &args.to)),
+        &args.transfer,
+    )?;
     let opts = CopyOptions {
         referrers: args.recursive,
         platform: args
@@ -425,6 +427,8 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
     #[command(flatten)]
+    pub from: FromArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -452,7 +456,9 @@ fn is_tar(p: &std::path::Path) -> bool {
 
 pub async fn backup(args: BackupArgs) -> Result<(), Error> {
     let src: Reference = args.source.parse()?;
-    let client = args.client.transfer_client(&[&src], &args.transfer)?;
+    let client = args
+        .client
+        .copy_client(Some((&src, &args.from)), None, &args.transfer)?;
     let progress = progress::for_args(&args.client, &args.transfer);
     let res = if is_tar(&args.output) {
         client
@@ -478,7 +484,7 @@ pub async fn restore(args: RestoreArgs) -> Result<(), Error> {
     let dst: Reference = args.destination.parse()?;
     let client = args
         .client
-        .copy_client(None, (&dst, &args.to), &args.transfer)?;
+        .copy_client(None, Some((&dst, &args.to)), &args.transfer)?;
     let progress = progress::for_args(&args.client, &args.transfer);
     let unpacked;
     let dir = if is_tar(&args.input) {

@@ -219,21 +219,26 @@ impl ClientArgs {
         Client::new(opts)
     }
 
-    /// A client for a copy from `src` to `dst`, each side with its own transport and
-    /// credentials where `--from-*` / `--to-*` give them.
+    /// A client for a copy from `src` to `dst` (or a backup from `src`, a restore to
+    /// `dst`), each side with its own transport and credentials where `--from-*` / `--to-*`
+    /// give them.
     pub fn copy_client(
         &self,
         src: Option<(&Reference, &FromArgs)>,
-        dst: (&Reference, &ToArgs),
+        dst: Option<(&Reference, &ToArgs)>,
         transfer: &TransferArgs,
     ) -> Result<Client, Error> {
-        let refs: Vec<&Reference> = src.iter().map(|(r, _)| *r).chain([dst.0]).collect();
+        let refs: Vec<&Reference> = src
+            .iter()
+            .map(|(r, _)| *r)
+            .chain(dst.iter().map(|(r, _)| *r))
+            .collect();
         let mut opts = self.options(&refs)?;
         transfer.apply(&mut opts);
         let sides = src
             .map(|(r, f)| (r, f.side()))
             .into_iter()
-            .chain([(dst.0, dst.1.side())]);
+            .chain(dst.map(|(r, t)| (r, t.side())));
         for (r, side) in sides {
             let given = side.plain_http
                 || side.insecure
