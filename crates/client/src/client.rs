@@ -201,6 +201,11 @@ impl Client {
         })
     }
 
+    /// The connection pool for hosts that are not registries (key URLs).
+    pub(crate) fn http_default(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The connection pool for `r`'s registry.
     pub(crate) fn http(&self, r: &Reference) -> &reqwest::Client {
         self.http_by_registry.get(&r.registry).unwrap_or(&self.http)

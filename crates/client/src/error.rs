@@ -57,6 +57,9 @@ pub enum Error {
     Protocol(String),
     #[error("{0}")]
     Invalid(String),
+    /// Content that should carry a valid signature does not.
+    #[error("{0}")]
+    Verification(String),
     /// The registry does not offer what was asked (a tag DELETE, the referrers API, ...).
     #[error("{0}")]
     Unsupported(String),

@@ -28,6 +28,7 @@ pub mod reference;
 pub mod referrers;
 mod retry;
 pub mod rootfs;
+pub mod signatures;
 mod walk;
 
 pub use blobs::{

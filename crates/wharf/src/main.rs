@@ -79,6 +79,13 @@ enum Command {
     Untag(cli::UntagArgs),
     /// Print the digest a reference points to.
     Resolve(cli::ResolveArgs),
+    /// Make signing keys that cosign reads.
+    #[command(subcommand)]
+    Key(cli::sign::KeyCommand),
+    /// Sign manifests in cosign's format (key-based, offline).
+    Sign(cli::sign::SignArgs),
+    /// Check manifests' cosign signatures against a public key.
+    Verify(cli::sign::VerifyArgs),
     /// Fetch, push or delete manifests.
     #[command(subcommand)]
     Manifest(cli::ManifestCommand),
@@ -118,6 +125,9 @@ fn main() -> ExitCode {
         Command::Backup(a) => return client(cli::block_on(cli::artifact::backup(a))),
         Command::Restore(a) => return client(cli::block_on(cli::artifact::restore(a))),
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
+        Command::Key(c) => return client(cli::sign::key(c)),
+        Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),
+        Command::Verify(a) => return client(cli::block_on(cli::sign::verify(a))),
         Command::Untag(a) => return client(cli::block_on(cli::content::untag(a))),
         Command::Resolve(a) => return client(cli::block_on(cli::content::resolve(a))),
         Command::Manifest(c) => return client(cli::block_on(cli::content::manifest(c))),

@@ -6,6 +6,7 @@ pub mod content;
 pub mod login;
 mod output;
 mod progress;
+pub mod sign;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -194,7 +195,12 @@ impl ClientArgs {
         if let Some(p) = &self.registry_config {
             opts.docker_config = Some(p.clone());
         }
-        if let Some(c) = credential(self.username.as_ref(), self.password.as_ref(), "")? {
+        // WHARF_PASSWORD alone is also a key password (`wharf sign`, as COSIGN_PASSWORD):
+        // without a user name from anywhere, it is not a registry credential.
+        let password = self.password.as_ref().filter(|p| {
+            self.username.is_some() || std::env::var("WHARF_PASSWORD").ok().as_ref() != Some(*p)
+        });
+        if let Some(c) = credential(self.username.as_ref(), password, "")? {
             opts.credentials = refs
                 .iter()
                 .map(|r| (r.registry.clone(), c.clone()))
@@ -322,7 +328,9 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::Registry {
             status: 401 | 403, ..
         } => EXIT_AUTH,
-        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => EXIT_VERIFY,
+        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Verification(_) => {
+            EXIT_VERIFY
+        }
         Error::Transport { .. } => EXIT_NETWORK,
         _ => EXIT_FAILURE,
     }

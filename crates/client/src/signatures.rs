@@ -1,0 +1,304 @@
+//! Cosign signatures in a registry: written where cosign writes them (the `sha256-<hex>.sig`
+//! tag, one simple-signing layer per signature, appended to those already there; or, on
+//! request, an OCI 1.1 referrer), and found in both places for verification.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
+use wharf_oci::{Descriptor, Digest, Manifest};
+use wharf_sign::{
+    signature_tag, PrivateKey, PublicKey, SimpleSigning, SIGNATURE_ANNOTATION,
+    SIGNATURE_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
+};
+
+use crate::blobs::{BytesSource, NoProgress, SharedProgress};
+use crate::manifests::descriptor;
+use crate::{Client, Error, Reference, Result};
+
+/// Where a signature is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Storage {
+    /// The `sha256-<hex>.sig` tag (cosign's default).
+    #[default]
+    Tag,
+    /// An OCI 1.1 referrer of the signed manifest.
+    Referrer,
+}
+
+/// The outcome of signing one manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signed {
+    /// `REGISTRY/REPOSITORY@DIGEST` that was signed.
+    pub signed: String,
+    pub digest: Digest,
+    /// Where the signature went: the `.sig` tag, or the referrer's digest.
+    pub signature: String,
+    pub storage: Storage,
+}
+
+/// One signature found for a manifest, and whether it holds.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureCheck {
+    /// Where it was found: the `.sig` tag or a referrer's digest.
+    pub source: String,
+    /// The payload layer's digest.
+    pub payload_digest: Digest,
+    pub valid: bool,
+    /// Why it does not hold (empty when valid).
+    pub reason: String,
+    /// The payload, when it could be read.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The name cosign puts in `docker-reference`: the registry and repository.
+pub fn docker_reference(r: &Reference) -> String {
+    format!("{}/{}", r.registry, r.repository)
+}
+
+/// A config like the one cosign's signature images carry: empty, with one history entry and
+/// diff_id per layer.
+fn signature_config(layers: &[Descriptor]) -> Bytes {
+    let zero = "0001-01-01T00:00:00Z";
+    let doc = json!({
+        "architecture": "",
+        "created": zero,
+        "history": layers.iter().map(|_| json!({"created": zero})).collect::<Vec<_>>(),
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>()},
+        "config": {},
+    });
+    Bytes::from(serde_json::to_vec(&doc).expect("JSON serialises"))
+}
+
+impl Client {
+    /// Signs the manifest `r` names (a tag is resolved first) with `key`, `annotations` in
+    /// the payload, and stores the signature as cosign does.
+    pub async fn sign(
+        &self,
+        r: &Reference,
+        key: &PrivateKey,
+        annotations: &BTreeMap<String, String>,
+        storage: Storage,
+    ) -> Result<Signed> {
+        let desc = self.resolve(r).await?;
+        let at = r.with_digest(desc.digest.clone());
+        let payload =
+            SimpleSigning::new(&docker_reference(r), &desc.digest, annotations.clone()).to_bytes();
+        let signature = key.sign(&payload);
+        let payload = Bytes::from(payload);
+        let mut layer = descriptor(
+            SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            Digest::sha256_of(&payload),
+            payload.len() as u64,
+        );
+        layer.annotations = Some([(SIGNATURE_ANNOTATION.to_string(), signature)].into());
+        let quiet: SharedProgress = Arc::new(NoProgress);
+        let repo = Reference {
+            tag: None,
+            digest: None,
+            ..r.clone()
+        };
+        self.push_blob(&repo, &layer, &BytesSource(payload), &quiet)
+            .await?;
+        match storage {
+            Storage::Tag => {
+                let tag = signature_tag(&desc.digest);
+                let target = r.with_tag(&tag)?;
+                let mut layers = match self.manifest(&target).await {
+                    Ok((d, bytes)) => Manifest::parse(Some(&d.media_type), &bytes)?.layers,
+                    Err(e) if is_not_found(&e) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                if !layers.iter().any(|l| l == &layer) {
+                    layers.push(layer);
+                }
+                let config = signature_config(&layers);
+                let config_desc = descriptor(
+                    "application/vnd.oci.image.config.v1+json".into(),
+                    Digest::sha256_of(&config),
+                    config.len() as u64,
+                );
+                self.push_blob(&repo, &config_desc, &BytesSource(config), &quiet)
+                    .await?;
+                let manifest = json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": config_desc,
+                    "layers": layers,
+                });
+                let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+                self.put_manifest(&target, OCI_MANIFEST, bytes).await?;
+                Ok(Signed {
+                    signed: at.to_string(),
+                    digest: desc.digest,
+                    signature: target.to_string(),
+                    storage,
+                })
+            }
+            Storage::Referrer => {
+                let empty = Bytes::from_static(b"{}");
+                let config_desc = Descriptor {
+                    data: Some("e30=".into()),
+                    ..descriptor(OCI_EMPTY.into(), Digest::sha256_of(&empty), 2)
+                };
+                self.push_blob(&repo, &config_desc, &BytesSource(empty), &quiet)
+                    .await?;
+                let subject = descriptor(desc.media_type.clone(), desc.digest.clone(), desc.size);
+                let manifest = json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "artifactType": SIGNATURE_ARTIFACT_TYPE,
+                    "config": config_desc,
+                    "layers": [layer],
+                    "subject": subject,
+                });
+                let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+                let d = Digest::sha256_of(&bytes);
+                let put = self
+                    .put_referrer(&repo.with_digest(d.clone()), OCI_MANIFEST, bytes)
+                    .await?;
+                Ok(Signed {
+                    signed: at.to_string(),
+                    digest: desc.digest,
+                    signature: repo.with_digest(put).to_string(),
+                    storage,
+                })
+            }
+        }
+    }
+
+    /// Every cosign signature of the manifest `r` names, from its `.sig` tag and from its
+    /// signature referrers, each checked against `key`: the payload matches its digest, the
+    /// signature verifies, the payload names this manifest's digest, and it carries each of
+    /// `required` annotations.
+    pub async fn verify_signatures(
+        &self,
+        r: &Reference,
+        key: &PublicKey,
+        required: &BTreeMap<String, String>,
+    ) -> Result<(Descriptor, Vec<SignatureCheck>)> {
+        let desc = self.resolve(r).await?;
+        let at = r.with_digest(desc.digest.clone());
+        let mut found: Vec<(String, Descriptor)> = Vec::new();
+        let tag_ref = r.with_tag(&signature_tag(&desc.digest))?;
+        match self.manifest(&tag_ref).await {
+            Ok((d, bytes)) => {
+                for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
+                    found.push((tag_ref.to_string(), l));
+                }
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        for referrer in self.referrers(&at, Some(SIGNATURE_ARTIFACT_TYPE)).await? {
+            let rr = at.with_digest(referrer.digest.clone());
+            let (d, bytes) = self.manifest(&rr).await?;
+            for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
+                found.push((rr.to_string(), l));
+            }
+        }
+        let mut checks = Vec::new();
+        for (source, layer) in found {
+            checks.push(
+                self.check_one(&at, &desc.digest, key, required, source, layer)
+                    .await,
+            );
+        }
+        Ok((desc, checks))
+    }
+
+    async fn check_one(
+        &self,
+        at: &Reference,
+        digest: &Digest,
+        key: &PublicKey,
+        required: &BTreeMap<String, String>,
+        source: String,
+        layer: Descriptor,
+    ) -> SignatureCheck {
+        let mut check = SignatureCheck {
+            source,
+            payload_digest: layer.digest.clone(),
+            valid: false,
+            reason: String::new(),
+            payload: None,
+        };
+        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+            check.reason = format!("layer media type {} is not a signature", layer.media_type);
+            return check;
+        }
+        let Some(sig) = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+        else {
+            check.reason = format!("no {SIGNATURE_ANNOTATION} annotation");
+            return check;
+        };
+        let payload = match self.fetch_blob_bytes(at, &layer).await {
+            Ok(p) => p,
+            Err(e) => {
+                check.reason = format!("payload unreadable: {e}");
+                return check;
+            }
+        };
+        check.payload = serde_json::from_slice(&payload).ok();
+        if let Err(e) = key.verify(&payload, sig) {
+            check.reason = e.to_string();
+            return check;
+        }
+        let parsed = match SimpleSigning::parse(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                check.reason = e.to_string();
+                return check;
+            }
+        };
+        if parsed.critical.image.docker_manifest_digest != digest.to_string() {
+            check.reason = format!(
+                "the payload signs {}, not {digest}",
+                parsed.critical.image.docker_manifest_digest
+            );
+            return check;
+        }
+        if !parsed.has_annotations(required) {
+            check.reason = "the payload lacks a required annotation".into();
+            return check;
+        }
+        check.valid = true;
+        check
+    }
+}
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::NotFound(_)) || e.status() == Some(404)
+}
+
+impl Client {
+    /// A public key published at an `https://` URL (cosign's `--key https://...`), at most
+    /// 64 KiB.
+    pub async fn fetch_key_text(&self, url: &str) -> Result<String> {
+        if !url.starts_with("https://") {
+            return Err(Error::Invalid(format!("{url}: a key URL must be https://")));
+        }
+        let resp = self
+            .http_default()
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| Error::Transport {
+                url: url.to_string(),
+                source,
+            })?;
+        let resp = crate::client::check(resp, "GET", url).await?;
+        let body = crate::manifests::read_limited(resp, 64 << 10, url).await?;
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::Invalid(format!("{url}: the key is not text")))
+    }
+}
