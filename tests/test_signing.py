@@ -173,3 +173,49 @@ def test_tampering_fails_with_one_line(registry, env, tmp_path):
     assert p.returncode == 1 and "not an ECDSA P-256 public key" in p.stderr, p.stderr
     p = wharf(env, "key", "generate", cwd=tmp_path, check=False)
     assert p.returncode == 1 and "cosign.key exists: pass --force" in p.stderr
+
+
+def test_copies_and_promotion_carry_and_make_signatures(registry, env, tmp_path):
+    from conftest import start_wharf
+    digest = push(env, registry, tmp_path)
+    src = f"{registry.host}/s/app"
+    cosign(env, "generate-key-pair", cwd=tmp_path)
+    cosign(env, "sign", "--key", "cosign.key", "--tlog-upload=false", "-y", *COSIGN_REG,
+           f"{src}@{digest}", cwd=tmp_path)
+    wharf(env, "key", "generate", "--output-key-prefix", "prod", cwd=tmp_path)
+    wharf(env, "sign", "--key", "prod.key", "--referrers", f"{src}:v1", cwd=tmp_path)
+    target = start_wharf(tmp_path / "target")
+    try:
+        # cp -r carries both: the .sig tag and the signature referrer
+        wharf(env, "cp", "-r", f"{src}:v1", f"{target.host}/mirror/app:v1")
+        p = wharf(env, "verify", "--key", "cosign.pub", f"{target.host}/mirror/app:v1",
+                  cwd=tmp_path)
+        assert "valid signature" in p.stdout
+        wharf(env, "verify", "--key", "prod.pub", f"{target.host}/mirror/app:v1", cwd=tmp_path)
+        cosign(env, "verify", "--key", "cosign.pub", "--insecure-ignore-tlog", *COSIGN_REG,
+               f"{target.host}/mirror/app@{digest}", cwd=tmp_path)
+        # so do backup and restore
+        wharf(env, "backup", f"{src}:v1", "-o", tmp_path / "bk")
+        wharf(env, "restore", tmp_path / "bk", f"{target.host}/restored/app")
+        wharf(env, "verify", "--key", "cosign.pub", f"{target.host}/restored/app:v1",
+              cwd=tmp_path)
+        # promote: by digest, signed with the target key in the target, then tagged
+        p = wharf(env, "promote", "--key", "prod.key", "-a", "stage=prod", f"{src}:v1",
+                  f"{target.host}/prod/app:v1", cwd=tmp_path)
+        assert p.stdout.splitlines()[0] == (
+            f"Promoted {src}@{digest} -> {target.host}/prod/app:v1"), p.stdout
+        wharf(env, "verify", "--key", "prod.pub", "-a", "stage=prod",
+              f"{target.host}/prod/app:v1", cwd=tmp_path)
+        cosign(env, "verify", "--key", "prod.pub", "--insecure-ignore-tlog", *COSIGN_REG,
+               "-a", "stage=prod", f"{target.host}/prod/app@{digest}", cwd=tmp_path)
+        # the source signature still verifies in the source
+        wharf(env, "verify", "--key", "cosign.pub", f"{src}:v1", cwd=tmp_path)
+        # a key that cannot be read: nothing is copied, the tag does not appear
+        bad = dict(env, COSIGN_PASSWORD="wrong")
+        p = wharf(bad, "promote", "--key", "prod.key", f"{src}:v1",
+                  f"{target.host}/prod/other:v1", cwd=tmp_path, check=False)
+        assert p.returncode == 1 and "wrong password" in p.stderr
+        p = wharf(env, "resolve", f"{target.host}/prod/other:v1", check=False)
+        assert p.returncode == 3
+    finally:
+        target.stop()

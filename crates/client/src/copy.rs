@@ -137,6 +137,7 @@ impl Client {
             let node_target = match node.role {
                 Role::Root => target.clone(),
                 Role::Child | Role::Referrer => dst.with_digest(node.desc.digest.clone()),
+                Role::Attachment => dst.with_tag(node.tag.as_deref().unwrap_or_default())?,
             };
             let done: Vec<(Descriptor, Transfer)> = futures_util::stream::iter(node.blobs())
                 .map(|d| {

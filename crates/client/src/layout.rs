@@ -230,6 +230,23 @@ impl Client {
                 }
                 out.referrers += 1;
             }
+            if let (Role::Attachment, Some(tag)) = (node.role, &node.tag) {
+                // Under its tag, as a tagged entry, so restore puts it back under that tag.
+                index.manifests.retain(|m| {
+                    m.annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+                        != Some(tag)
+                });
+                let mut entry = node.desc.clone();
+                entry.annotations = Some(BTreeMap::from([(
+                    ANNOTATION_REF_NAME.to_string(),
+                    tag.clone(),
+                )]));
+                index.manifests.push(entry);
+                out.references.push(tag.clone());
+                out.referrers += 1;
+            }
             out.manifests += 1;
         }
         sink.finish(&index).await?;
@@ -301,7 +318,7 @@ impl Client {
                     out.referrers += 1;
                     out.references.push(blob_target.to_string());
                 }
-                Role::Child => {
+                Role::Child | Role::Attachment => {
                     self.put_manifest(&blob_target, mt, bytes).await?;
                 }
                 Role::Root => {

@@ -21,7 +21,15 @@ pub(crate) trait ManifestSource: Send + Sync {
     async fn manifest(&self, d: &Descriptor) -> Result<(String, Bytes)>;
     /// The manifests whose subject is `subject`.
     async fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>>;
+    /// Manifests tied to `subject` by cosign's tag scheme (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`), with their tags.
+    async fn attachments(&self, _subject: &Digest) -> Result<Vec<(String, Descriptor)>> {
+        Ok(Vec::new())
+    }
 }
+
+/// The tag suffixes cosign attaches signatures, attestations and SBOMs under.
+pub(crate) const ATTACHMENT_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 
 /// How a manifest was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,8 @@ pub(crate) enum Role {
     Child,
     /// Refers to a manifest reached before it.
     Referrer,
+    /// Tied to a manifest reached before it by cosign's tag scheme; `Node::tag` says which.
+    Attachment,
 }
 
 /// A manifest in walk order.
@@ -41,6 +51,8 @@ pub(crate) struct Node {
     pub bytes: Bytes,
     pub manifest: Manifest,
     pub role: Role,
+    /// The tag an `Attachment` lives under.
+    pub tag: Option<String>,
 }
 
 impl Node {
@@ -56,7 +68,7 @@ impl Node {
 }
 
 /// Walks from `roots` (descriptor and bytes each); with `referrers`, also every referrer of
-/// a root or of a referrer, recursively.
+/// a root or of a referrer, recursively, and the manifests cosign's tag scheme ties to them.
 pub(crate) async fn walk(
     source: &dyn ManifestSource,
     roots: Vec<(Descriptor, Bytes)>,
@@ -82,6 +94,18 @@ pub(crate) async fn walk(
                 subjects.push(d.digest.clone());
                 w.tree(Descriptor { media_type, ..d }, bytes, Role::Referrer)
                     .await?;
+            }
+            for (tag, d) in source.attachments(&subject).await? {
+                if w.seen.contains(&d.digest) {
+                    continue;
+                }
+                let (media_type, bytes) = source.manifest(&d).await?;
+                subjects.push(d.digest.clone());
+                w.tree(Descriptor { media_type, ..d }, bytes, Role::Attachment)
+                    .await?;
+                if let Some(n) = w.nodes.last_mut() {
+                    n.tag = Some(tag);
+                }
             }
         }
     }
@@ -123,6 +147,7 @@ impl Walk<'_> {
                 bytes,
                 manifest,
                 role,
+                tag: None,
             });
             Ok(())
         })
@@ -149,5 +174,23 @@ impl ManifestSource for RepositoryManifests<'_> {
         self.client
             .referrers(&self.repository.with_digest(subject.clone()), None)
             .await
+    }
+
+    async fn attachments(&self, subject: &Digest) -> Result<Vec<(String, Descriptor)>> {
+        let mut out = Vec::new();
+        for suffix in ATTACHMENT_SUFFIXES {
+            let tag = format!(
+                "{}-{}.{suffix}",
+                subject.algorithm().as_str(),
+                subject.hex()
+            );
+            match self.client.resolve(&self.repository.with_tag(&tag)?).await {
+                Ok(d) => out.push((tag, d)),
+                Err(crate::Error::NotFound(_)) => {}
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 }

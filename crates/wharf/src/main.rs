@@ -86,6 +86,8 @@ enum Command {
     Sign(cli::sign::SignArgs),
     /// Check manifests' cosign signatures against a public key.
     Verify(cli::sign::VerifyArgs),
+    /// Copy by digest, sign in the target, verify there, then move the target tag.
+    Promote(cli::sign::PromoteArgs),
     /// Fetch, push or delete manifests.
     #[command(subcommand)]
     Manifest(cli::ManifestCommand),
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
         Command::Key(c) => return client(cli::sign::key(c)),
         Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),
         Command::Verify(a) => return client(cli::block_on(cli::sign::verify(a))),
+        Command::Promote(a) => return client(cli::block_on(cli::sign::promote(a))),
         Command::Untag(a) => return client(cli::block_on(cli::content::untag(a))),
         Command::Resolve(a) => return client(cli::block_on(cli::content::resolve(a))),
         Command::Manifest(c) => return client(cli::block_on(cli::content::manifest(c))),

@@ -289,3 +289,103 @@ pub async fn verify(args: VerifyArgs) -> Result<(), Error> {
     emit(args.client.format, &valid_payloads, String::new);
     Ok(())
 }
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  wharf promote --key prod.key localhost:5000/dev/app:v1 localhost:5000/prod/app:v1
+  wharf promote --key prod.key --from-ca-file dev-ca.pem dev.example/app:v1 prod.example/app:v1
+
+The source is resolved to its digest and copied by digest, with its referrers and cosign
+attachments; the copy is signed in the target with KEY and verified there; only then is the
+target tag moved to it. The target never shows an unsigned or half-copied artifact under
+that tag.")]
+pub struct PromoteArgs {
+    /// The private key that signs in the target: a file, or env://VAR.
+    #[arg(long, required = true, value_name = "KEY")]
+    pub key: String,
+    /// What to promote: REGISTRY/REPOSITORY:TAG or @DIGEST.
+    pub source: String,
+    /// Where: REGISTRY/REPOSITORY:TAG (without a tag, the source's).
+    pub destination: String,
+    /// An annotation written into the target signature's payload; repeat for more.
+    #[arg(short = 'a', long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Store the target signature as an OCI 1.1 referrer instead of the .sig tag.
+    #[arg(long)]
+    pub referrers: bool,
+    /// Read the key's password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub transfer: super::TransferArgs,
+    #[command(flatten)]
+    pub from: super::FromArgs,
+    #[command(flatten)]
+    pub to: super::ToArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn promote(args: PromoteArgs) -> Result<(), Error> {
+    let key = private_key(&args.key, args.password_stdin)?;
+    let annotations = parse_annotations(&args.annotations)?;
+    let src: Reference = args.source.parse()?;
+    let dst: Reference = args.destination.parse()?;
+    if dst.digest.is_some() {
+        return Err(Error::Invalid(
+            "promote to a tag: the digest is the source's".into(),
+        ));
+    }
+    let tag =
+        dst.tag.clone().or_else(|| src.tag.clone()).ok_or_else(|| {
+            Error::Invalid(format!("{dst}: name the target tag (REPOSITORY:TAG)"))
+        })?;
+    let client = args.client.copy_client(
+        Some((&src, &args.from)),
+        Some((&dst, &args.to)),
+        &args.transfer,
+    )?;
+    let desc = client.resolve(&src).await?;
+    let src_at = src.with_digest(desc.digest.clone());
+    let dst_at = dst.with_digest(desc.digest.clone());
+    let progress = super::progress::for_args(&args.client, &args.transfer);
+    let opts = wharf_client::copy::CopyOptions {
+        referrers: true,
+        platform: None,
+    };
+    client.copy(&src_at, &dst_at, &opts, &progress).await?;
+    drop(progress);
+    let storage = if args.referrers {
+        Storage::Referrer
+    } else {
+        Storage::Tag
+    };
+    let signed = client.sign(&dst_at, &key, &annotations, storage).await?;
+    let (_, checks) = client
+        .verify_signatures(&dst_at, &key.public_key(), &annotations)
+        .await?;
+    if !checks.iter().any(|c| c.valid) {
+        return Err(Error::Verification(format!(
+            "{dst_at} does not verify after signing; the tag {tag} was not moved"
+        )));
+    }
+    let (d, bytes) = client.manifest(&dst_at).await?;
+    let target = dst.with_tag(&tag)?;
+    client.put_manifest(&target, &d.media_type, bytes).await?;
+    emit(
+        args.client.format,
+        &json!({
+            "source": src_at.to_string(),
+            "destination": target.to_string(),
+            "digest": desc.digest,
+            "signature": signed.signature,
+        }),
+        || {
+            format!(
+                "Promoted {src_at} -> {target}\nSigned in the target ({}) and verified\nDigest: {}",
+                signed.signature, desc.digest
+            )
+        },
+    );
+    Ok(())
+}
