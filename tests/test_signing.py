@@ -219,3 +219,59 @@ def test_copies_and_promotion_carry_and_make_signatures(registry, env, tmp_path)
         assert p.returncode == 3
     finally:
         target.stop()
+
+
+BOM = {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+       "components": [{"type": "library", "name": "left-pad", "version": "1.3.0"}]}
+SPDX = {"spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
+        "name": "app", "documentNamespace": "https://example.com/app",
+        "creationInfo": {"created": "2026-12-01T00:00:00Z", "creators": ["Tool: test"]},
+        "packages": []}
+
+
+def test_attestations_both_ways(registry, env, tmp_path):
+    digest = push(env, registry, tmp_path)
+    ref = f"{registry.host}/s/app:v1"
+    at = f"{registry.host}/s/app@{digest}"
+    (tmp_path / "bom.json").write_text(json.dumps(BOM))
+    (tmp_path / "sbom.json").write_text(json.dumps(SPDX))
+    cosign(env, "generate-key-pair", cwd=tmp_path)
+    # wharf attests with cosign's key; cosign verifies it
+    p = wharf(env, "attest", "--key", "cosign.key", "--type", "cyclonedx", "--predicate",
+              "bom.json", ref, cwd=tmp_path)
+    assert p.stdout.startswith(f"Attested {at} (https://cyclonedx.org/bom; in "), p.stdout
+    r = cosign(env, "verify-attestation", "--key", "cosign.pub", "--type", "cyclonedx",
+               "--insecure-ignore-tlog", *COSIGN_REG, at, cwd=tmp_path)
+    env_doc = json.loads(r.stdout.strip().splitlines()[0])
+    import base64
+    statement = json.loads(base64.b64decode(env_doc["payload"]))
+    assert statement["predicate"] == BOM and statement["subject"][0]["digest"] == {
+        "sha256": digest.split(":")[1]}
+    # cosign attests; wharf verifies and prints the predicate
+    cosign(env, "attest", "--key", "cosign.key", "--type", "spdxjson", "--predicate",
+           "sbom.json", "--tlog-upload=false", "-y", *COSIGN_REG, at, cwd=tmp_path)
+    p = wharf(env, "verify-attestation", "--key", "cosign.pub", "--type", "spdxjson", ref,
+              cwd=tmp_path)
+    assert json.loads(p.stdout) == SPDX, p.stdout
+    assert "valid attestation, https://spdx.dev/Document" in p.stderr
+    p = wharf(env, "verify-attestation", "--key", "cosign.pub", "--type", "cyclonedx",
+              "--format", "json", ref, cwd=tmp_path)
+    assert [s["predicate"] for s in json.loads(p.stdout)] == [BOM]
+    # an attestation of another type, and a wrong key, fail with one line
+    p = wharf(env, "verify-attestation", "--key", "cosign.pub", "--type", "vuln", ref,
+              cwd=tmp_path, check=False)
+    assert p.returncode == 5
+    assert "the predicate is https://spdx.dev/Document, not " \
+        "https://cosign.sigstore.dev/attestation/vuln/v1" in p.stderr.splitlines()[-1]
+    wharf(env, "key", "generate", "--output-key-prefix", "other", cwd=tmp_path)
+    p = wharf(env, "verify-attestation", "--key", "other.pub", ref, cwd=tmp_path, check=False)
+    assert p.returncode == 5 and "does not match the payload and key" in p.stderr
+    # a referrer attestation
+    wharf(env, "attest", "--key", "other.key", "--type", "https://example.com/review/v1",
+          "--predicate", "bom.json", "--referrers", ref, cwd=tmp_path)
+    p = wharf(env, "verify-attestation", "--key", "other.pub", "--type",
+              "https://example.com/review/v1", ref, cwd=tmp_path)
+    assert json.loads(p.stdout) == BOM
+    p = wharf(env, "attest", "--key", "other.key", "--type", "nonsense", "--predicate",
+              "bom.json", ref, cwd=tmp_path, check=False)
+    assert p.returncode == 1 and "unknown attestation type" in p.stderr

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod artifact;
+pub mod attestations;
 pub mod auth;
 pub mod blobs;
 mod client;

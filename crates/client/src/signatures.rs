@@ -29,6 +29,13 @@ pub enum Storage {
     Referrer,
 }
 
+/// Where a signature or attestation goes.
+pub(crate) struct Placement {
+    pub tag: String,
+    pub artifact_type: &'static str,
+    pub storage: Storage,
+}
+
 /// The outcome of signing one manifest.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,17 +94,44 @@ impl Client {
         storage: Storage,
     ) -> Result<Signed> {
         let desc = self.resolve(r).await?;
-        let at = r.with_digest(desc.digest.clone());
         let payload =
             SimpleSigning::new(&docker_reference(r), &desc.digest, annotations.clone()).to_bytes();
         let signature = key.sign(&payload);
-        let payload = Bytes::from(payload);
+        let layer_annotations = [(SIGNATURE_ANNOTATION.to_string(), signature)].into();
+        let place = Placement {
+            tag: signature_tag(&desc.digest),
+            artifact_type: SIGNATURE_ARTIFACT_TYPE,
+            storage,
+        };
+        self.store_layer(
+            r,
+            &desc,
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            Bytes::from(payload),
+            layer_annotations,
+            &place,
+        )
+        .await
+    }
+
+    /// Puts `payload` as a layer for the manifest `desc`: appended to the manifest under the
+    /// placement's tag (kept when the same layer is there already), or as a new referrer.
+    pub(crate) async fn store_layer(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        media_type: &str,
+        payload: Bytes,
+        annotations: BTreeMap<String, String>,
+        place: &Placement,
+    ) -> Result<Signed> {
+        let at = r.with_digest(desc.digest.clone());
         let mut layer = descriptor(
-            SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            media_type.into(),
             Digest::sha256_of(&payload),
             payload.len() as u64,
         );
-        layer.annotations = Some([(SIGNATURE_ANNOTATION.to_string(), signature)].into());
+        layer.annotations = Some(annotations);
         let quiet: SharedProgress = Arc::new(NoProgress);
         let repo = Reference {
             tag: None,
@@ -106,10 +140,9 @@ impl Client {
         };
         self.push_blob(&repo, &layer, &BytesSource(payload), &quiet)
             .await?;
-        match storage {
+        let (manifest, target) = match place.storage {
             Storage::Tag => {
-                let tag = signature_tag(&desc.digest);
-                let target = r.with_tag(&tag)?;
+                let target = r.with_tag(&place.tag)?;
                 let mut layers = match self.manifest(&target).await {
                     Ok((d, bytes)) => Manifest::parse(Some(&d.media_type), &bytes)?.layers,
                     Err(e) if is_not_found(&e) => Vec::new(),
@@ -126,20 +159,13 @@ impl Client {
                 );
                 self.push_blob(&repo, &config_desc, &BytesSource(config), &quiet)
                     .await?;
-                let manifest = json!({
+                let m = json!({
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
                     "config": config_desc,
                     "layers": layers,
                 });
-                let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
-                self.put_manifest(&target, OCI_MANIFEST, bytes).await?;
-                Ok(Signed {
-                    signed: at.to_string(),
-                    digest: desc.digest,
-                    signature: target.to_string(),
-                    storage,
-                })
+                (m, target)
             }
             Storage::Referrer => {
                 let empty = Bytes::from_static(b"{}");
@@ -150,27 +176,66 @@ impl Client {
                 self.push_blob(&repo, &config_desc, &BytesSource(empty), &quiet)
                     .await?;
                 let subject = descriptor(desc.media_type.clone(), desc.digest.clone(), desc.size);
-                let manifest = json!({
+                let m = json!({
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
-                    "artifactType": SIGNATURE_ARTIFACT_TYPE,
+                    "artifactType": place.artifact_type,
                     "config": config_desc,
                     "layers": [layer],
                     "subject": subject,
                 });
-                let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+                (m, repo.clone())
+            }
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+        let signature = match place.storage {
+            Storage::Tag => {
+                self.put_manifest(&target, OCI_MANIFEST, bytes).await?;
+                target.to_string()
+            }
+            Storage::Referrer => {
                 let d = Digest::sha256_of(&bytes);
                 let put = self
-                    .put_referrer(&repo.with_digest(d.clone()), OCI_MANIFEST, bytes)
+                    .put_referrer(&repo.with_digest(d), OCI_MANIFEST, bytes)
                     .await?;
-                Ok(Signed {
-                    signed: at.to_string(),
-                    digest: desc.digest,
-                    signature: repo.with_digest(put).to_string(),
-                    storage,
-                })
+                repo.with_digest(put).to_string()
+            }
+        };
+        Ok(Signed {
+            signed: at.to_string(),
+            digest: desc.digest.clone(),
+            signature,
+            storage: place.storage,
+        })
+    }
+
+    /// The layers stored for the manifest `at` under `tag` and in its referrers of
+    /// `artifact_type`, each with where it was found.
+    pub(crate) async fn find_layers(
+        &self,
+        at: &Reference,
+        tag: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<(String, Descriptor)>> {
+        let mut found = Vec::new();
+        let tag_ref = at.with_tag(tag)?;
+        match self.manifest(&tag_ref).await {
+            Ok((d, bytes)) => {
+                for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
+                    found.push((tag_ref.to_string(), l));
+                }
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        for referrer in self.referrers(at, Some(artifact_type)).await? {
+            let rr = at.with_digest(referrer.digest.clone());
+            let (d, bytes) = self.manifest(&rr).await?;
+            for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
+                found.push((rr.to_string(), l));
             }
         }
+        Ok(found)
     }
 
     /// Every cosign signature of the manifest `r` names, from its `.sig` tag and from its
@@ -185,24 +250,9 @@ impl Client {
     ) -> Result<(Descriptor, Vec<SignatureCheck>)> {
         let desc = self.resolve(r).await?;
         let at = r.with_digest(desc.digest.clone());
-        let mut found: Vec<(String, Descriptor)> = Vec::new();
-        let tag_ref = r.with_tag(&signature_tag(&desc.digest))?;
-        match self.manifest(&tag_ref).await {
-            Ok((d, bytes)) => {
-                for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
-                    found.push((tag_ref.to_string(), l));
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
-        for referrer in self.referrers(&at, Some(SIGNATURE_ARTIFACT_TYPE)).await? {
-            let rr = at.with_digest(referrer.digest.clone());
-            let (d, bytes) = self.manifest(&rr).await?;
-            for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
-                found.push((rr.to_string(), l));
-            }
-        }
+        let found = self
+            .find_layers(&at, &signature_tag(&desc.digest), SIGNATURE_ARTIFACT_TYPE)
+            .await?;
         let mut checks = Vec::new();
         for (source, layer) in found {
             checks.push(
