@@ -352,3 +352,34 @@ impl Client {
             .map_err(|_| Error::Invalid(format!("{url}: the key is not text")))
     }
 }
+
+impl Client {
+    /// The signatures and attestations stored for the manifest `at` (which carries its
+    /// digest), with their payloads, for a policy to judge.
+    pub async fn evidence(&self, at: &Reference) -> Result<wharf_sign::policy::Evidence> {
+        let digest = at
+            .digest
+            .clone()
+            .ok_or_else(|| Error::Invalid(format!("{at}: evidence needs a digest")))?;
+        let mut ev = wharf_sign::policy::Evidence::default();
+        let sigs = self
+            .find_layers(at, &signature_tag(&digest), SIGNATURE_ARTIFACT_TYPE)
+            .await?;
+        let atts = self
+            .find_layers(
+                at,
+                &wharf_sign::attestation_tag(&digest),
+                wharf_sign::dsse::DSSE_MEDIA_TYPE,
+            )
+            .await?;
+        for (into, found) in [(&mut ev.signatures, sigs), (&mut ev.attestations, atts)] {
+            for (_, layer) in found {
+                // A payload that cannot be read is no evidence; the rule reports what is missing.
+                if let Ok(bytes) = self.fetch_blob_bytes(at, &layer).await {
+                    into.push((layer, bytes.to_vec()));
+                }
+            }
+        }
+        Ok(ev)
+    }
+}

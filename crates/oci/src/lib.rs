@@ -8,11 +8,13 @@ pub mod error;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod pattern;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, SpecError};
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use name::{validate_repository, validate_tag, Reference, MAX_NAME_LEN};
+pub use pattern::Pattern;
 
 /// Seconds since the Unix epoch: the timestamps of the databases, tokens and API keys.
 pub fn unix_now() -> i64 {

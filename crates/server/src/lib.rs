@@ -9,6 +9,7 @@ mod drain;
 pub mod error;
 mod listing;
 mod manifests;
+mod pull_policy;
 mod request;
 pub mod route;
 mod uploads;
@@ -41,6 +42,8 @@ pub struct ServerOptions {
     pub drain_max_bytes: u64,
     /// Serve pulls only (maintenance mode): every write is refused.
     pub read_only: bool,
+    /// Signature policy enforced on manifest pulls (see `pull_policy`).
+    pub pull_policy: Option<Arc<wharf_sign::policy::Policy>>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +54,7 @@ impl Default for ServerOptions {
             body_idle_timeout: std::time::Duration::from_secs(60),
             drain_max_bytes: 64 * 1024 * 1024,
             read_only: false,
+            pull_policy: None,
         }
     }
 }
@@ -60,15 +64,21 @@ pub(crate) struct App {
     options: ServerOptions,
     /// Access control; `None` serves everyone (the operator chose anonymous access).
     auth: Option<Arc<Auth>>,
+    pull_policy: Option<pull_policy::PullPolicy>,
 }
 
 pub type ApiResult = Result<Response, ApiError>;
 
 pub fn router(registry: Arc<Registry>, options: ServerOptions, auth: Option<Arc<Auth>>) -> Router {
+    let pull_policy = options
+        .pull_policy
+        .clone()
+        .map(pull_policy::PullPolicy::new);
     let app = Arc::new(App {
         registry,
         options,
         auth,
+        pull_policy,
     });
     Router::new().fallback(dispatch).with_state(app)
 }

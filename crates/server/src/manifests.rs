@@ -23,6 +23,10 @@ pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> A
         )
     })?;
     let m = app.registry.manifest_get(name, &reference).await?;
+    // HEAD only resolves (signing a tag starts there); the content is what a runtime needs.
+    if let (Some(policy), false) = (&app.pull_policy, head) {
+        policy.enforce(&app.registry, name, &reference, &m).await?;
+    }
     let len = m.content.len();
     let mut r = Response::new(if head {
         Body::empty()

@@ -11,6 +11,9 @@ pub enum Error {
     /// A payload that is not a simple-signing document.
     #[error("{0}")]
     BadPayload(String),
+    /// A policy file that cannot be used.
+    #[error("policy: {0}")]
+    BadPolicy(String),
     /// A signature that does not verify, or cannot be read.
     #[error("{0}")]
     BadSignature(String),

@@ -10,6 +10,7 @@ pub mod dsse;
 mod error;
 pub mod keys;
 pub mod payload;
+pub mod policy;
 
 pub use error::Error;
 pub use keys::{PrivateKey, PublicKey};

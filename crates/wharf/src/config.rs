@@ -112,6 +112,8 @@ pub struct FileConfig {
     pub allow_anonymous: Option<bool>,
     /// Serve pulls only (maintenance mode).
     pub read_only: Option<bool>,
+    /// A signature policy enforced on pulls.
+    pub pull_policy: Option<PathBuf>,
     pub log: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -163,6 +165,7 @@ pub struct Settings {
     pub store: StoreConfig,
     pub allow_anonymous: bool,
     pub read_only: bool,
+    pub pull_policy: Option<std::sync::Arc<wharf_sign::policy::Policy>>,
     pub log: String,
     pub max_page_size: usize,
     pub chunk_min_length: u64,

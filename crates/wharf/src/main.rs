@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod listener;
 mod migrate;
+mod policy_file;
 mod serve;
 mod tls;
 

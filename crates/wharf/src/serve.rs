@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Serve pulls only, refusing every write (maintenance mode)
     #[arg(long, env = "WHARF_READ_ONLY")]
     read_only: bool,
+    /// Serve manifests of the repositories this signature policy names only when they are
+    /// signed as it asks (docs/signing.md)
+    #[arg(long, env = "WHARF_PULL_POLICY", value_name = "FILE")]
+    pull_policy: Option<PathBuf>,
     /// Log filter, e.g. info or wharf_server=debug [default: info]
     #[arg(long, env = "WHARF_LOG", value_name = "FILTER")]
     log: Option<String>,
@@ -70,6 +74,10 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         store,
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
         read_only: args.read_only || file.read_only.unwrap_or(false),
+        pull_policy: match args.pull_policy.or(file.pull_policy.clone()) {
+            Some(p) => Some(std::sync::Arc::new(crate::policy_file::load(&p)?)),
+            None => None,
+        },
         log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         max_page_size: l.max_page_size.unwrap_or(d.max_page_size),
         chunk_min_length: l.chunk_min_length.unwrap_or(d.chunk_min_length),
@@ -166,6 +174,9 @@ async fn serve(s: Settings) -> Result<(), String> {
     if auth.is_some() {
         tracing::info!("access control on");
     }
+    if let Some(p) = &s.pull_policy {
+        tracing::info!(rules = p.rules.len(), "pull policy on");
+    }
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -174,6 +185,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             body_idle_timeout: Duration::from_secs(s.body_idle_timeout_secs),
             drain_max_bytes: s.drain_max_bytes,
             read_only: s.read_only,
+            pull_policy: s.pull_policy.clone(),
         },
         auth,
     );

@@ -77,14 +77,24 @@ pub struct SignArgs {
   wharf verify --key cosign.pub localhost:5000/app:v1
   wharf verify --key https://keys.example.com/release.pub -a env=prod localhost:5000/app:v1
   wharf verify --key cosign.pub --format json localhost:5000/app@sha256:4f3c...
+  wharf verify --policy policy.toml localhost:5000/prod/app:v1 localhost:5000/prod/api:v2
 
 Every signature (from the .sig tag and from referrers) is checked and printed with its
 result; the exit code is 0 only when at least one is valid (5 otherwise). Offline: no
 transparency log is consulted, as with cosign verify --insecure-ignore-tlog.")]
 pub struct VerifyArgs {
     /// The public key: a file, env://VAR holding its PEM, or an https:// URL.
-    #[arg(long, required = true, value_name = "KEY")]
-    pub key: String,
+    #[arg(
+        long,
+        value_name = "KEY",
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
+    pub key: Option<String>,
+    /// Check against a policy file instead (rules per repository pattern: keys, annotations,
+    /// attestation types; docs/signing.md).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Manifests to verify.
     #[arg(required = true)]
     pub references: Vec<String>,
@@ -237,7 +247,56 @@ pub async fn sign(args: SignArgs) -> Result<(), Error> {
     Ok(())
 }
 
+async fn verify_policy(args: &VerifyArgs, path: &std::path::Path) -> Result<(), Error> {
+    let policy = crate::policy_file::load(path).map_err(Error::Invalid)?;
+    let refs = args
+        .references
+        .iter()
+        .map(|s| s.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = args.client.client(&refs.iter().collect::<Vec<_>>())?;
+    let mut failures = Vec::new();
+    let mut results = Vec::new();
+    for r in &refs {
+        let desc = client.resolve(r).await?;
+        let at = r.with_digest(desc.digest.clone());
+        let evidence = client.evidence(&at).await?;
+        let rules: Vec<_> = policy.rules_for(&r.repository).collect();
+        if rules.is_empty() && args.client.format == Format::Text {
+            println!("{at}: no rule applies");
+        }
+        for rule in rules {
+            let outcome = rule.check(&desc.digest, &evidence);
+            if args.client.format == Format::Text {
+                match &outcome {
+                    Ok(()) => println!("{at}: rule {:?} holds", rule.name),
+                    Err(why) => println!("{at}: {why}"),
+                }
+            }
+            results.push(json!({
+                "reference": at.to_string(),
+                "rule": rule.name,
+                "valid": outcome.is_ok(),
+                "reason": outcome.as_ref().err(),
+            }));
+            if let Err(why) = outcome {
+                failures.push(format!("{at}: {why}"));
+            }
+        }
+    }
+    if args.client.format == Format::Json {
+        emit(args.client.format, &results, String::new);
+    }
+    if !failures.is_empty() {
+        return Err(Error::Verification(failures.join("; ")));
+    }
+    Ok(())
+}
+
 pub async fn verify(args: VerifyArgs) -> Result<(), Error> {
+    if let Some(path) = args.policy.clone() {
+        return verify_policy(&args, &path).await;
+    }
     let required: BTreeMap<String, String> = parse_annotations(&args.annotations)?;
     let refs = args
         .references
@@ -245,7 +304,7 @@ pub async fn verify(args: VerifyArgs) -> Result<(), Error> {
         .map(|s| s.parse::<Reference>())
         .collect::<Result<Vec<_>, _>>()?;
     let client = args.client.client(&refs.iter().collect::<Vec<_>>())?;
-    let key = public_key(&client, &args.key).await?;
+    let key = public_key(&client, args.key.as_deref().unwrap_or_default()).await?;
     let mut failures = Vec::new();
     let mut valid_payloads = Vec::new();
     for r in &refs {
