@@ -182,6 +182,8 @@ def main():
                          "default, instead of Wharf against Distribution")
     ap.add_argument("--client", action="store_true",
                     help="measure the wharf client commands against skopeo and the oras SDK")
+    ap.add_argument("--signing", action="store_true",
+                    help="measure wharf sign/verify/attest against cosign, and the pull policy")
     ap.add_argument("--auth", action="store_true",
                     help="measure access-control overhead beside Distribution with htpasswd")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -192,6 +194,9 @@ def main():
     if args.client:
         import client
         return client.main(args.quick, args.out)
+    if args.signing:
+        import signing
+        return signing.main(args.quick, args.out)
     if args.auth:
         import auth
         return auth.main(args.quick, args.out)

@@ -1,0 +1,183 @@
+"""Signing benchmark: `wharf sign`, `verify` and `attest` beside `cosign` (key-based, no
+transparency log, the same key file and registry for both), verifying an artifact with 100
+signatures, and manifest GET throughput of a Wharf with the pull policy on beside one
+without. Writes the signing section of bench/RESULTS.md. Run it with `bench/run --signing`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_seconds, parse_wrk, quiesce, update_json, update_section
+from conftest import WHARF, go_tool, start_wharf
+
+RUNS = 5
+CONNECTIONS = 16
+ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+COSIGN_REG = ["--allow-insecure-registry", "--allow-http-registry"]
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
+
+
+class Bench:
+    def __init__(self, work):
+        self.work = work
+        home = work / "home"
+        home.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+        self.env.update({"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"),
+                         "COSIGN_PASSWORD": "bench"})
+
+    def run(self, *cmd):
+        r = subprocess.run([str(c) for c in cmd], cwd=self.work, env=self.env,
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cmd}: {r.stderr}")
+        return r.stdout
+
+    def timed(self, *cmd):
+        t0 = time.perf_counter()
+        self.run(*cmd)
+        return time.perf_counter() - t0
+
+    def push(self, ref, text):
+        f = self.work / "f.txt"
+        f.write_text(text)
+        out = self.run(WHARF, "push", "-q", ref, f)
+        return out.split("Digest: ")[1].strip()
+
+
+def get_throughput(server, path, seconds, script):
+    script.write_text(f'wrk.headers["Accept"] = "{ACCEPT}"\n')
+    quiesce()
+    c0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
+                          "--latency", "-s", str(script), server.url + path],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.proc.pid) - c0
+    rps, total, p99, errors = parse_wrk(out)
+    if errors:
+        raise RuntimeError(f"{errors} failed requests:\n{out}")
+    return {"ops_s": rps, "p99_ms": p99, "cpu_ms_per_op": cpu * 1000 / total}
+
+
+def measure(work, quick):
+    b = Bench(work)
+    runs = 2 if quick else RUNS
+    cosign = go_tool("cosign")
+    b.run(cosign, "generate-key-pair")
+    (work / "bom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5",
+                                               "version": 1, "components": []}))
+    r = {}
+    s = start_wharf(work / "data", env={"WHARF_LOG": "warn"})
+    try:
+        h = s.host
+        # Each run signs and attests an artifact nobody signed before.
+        digests = {tool: [b.push(f"{h}/b/{tool}:{i}", f"{tool} {i}") for i in range(runs)]
+                   for tool in ("wharf", "cosign")}
+        ops = {"sign": {}, "verify": {}, "attest": {}}
+        ops["sign"]["wharf"] = median([b.timed(WHARF, "sign", "--key", "cosign.key",
+                                               f"{h}/b/wharf@{d}") for d in digests["wharf"]])
+        ops["sign"]["cosign"] = median([b.timed(cosign, "sign", "--key", "cosign.key",
+                                                "--tlog-upload=false", "-y", *COSIGN_REG,
+                                                f"{h}/b/cosign@{d}") for d in digests["cosign"]])
+        ops["verify"]["wharf"] = median([b.timed(WHARF, "verify", "--key", "cosign.pub",
+                                                 f"{h}/b/wharf@{d}") for d in digests["wharf"]])
+        ops["verify"]["cosign"] = median([b.timed(cosign, "verify", "--key", "cosign.pub",
+                                                  "--insecure-ignore-tlog", *COSIGN_REG,
+                                                  f"{h}/b/cosign@{d}")
+                                          for d in digests["cosign"]])
+        ops["attest"]["wharf"] = median([b.timed(WHARF, "attest", "--key", "cosign.key", "--type",
+                                                 "cyclonedx", "--predicate", "bom.json",
+                                                 f"{h}/b/wharf@{d}") for d in digests["wharf"]])
+        ops["attest"]["cosign"] = median([b.timed(cosign, "attest", "--key", "cosign.key",
+                                                  "--type", "cyclonedx", "--predicate",
+                                                  "bom.json", "--tlog-upload=false", "-y",
+                                                  *COSIGN_REG, f"{h}/b/cosign@{d}")
+                                          for d in digests["cosign"]])
+        # One artifact with 100 signatures (distinct payloads: an annotation each).
+        many = b.push(f"{h}/b/many:v1", "many")
+        for i in range(100):
+            b.run(WHARF, "sign", "--key", "cosign.key", "-a", f"n={i}", f"{h}/b/many@{many}")
+        ops["verify 100 signatures"] = {
+            "wharf": median([b.timed(WHARF, "verify", "--key", "cosign.pub", f"{h}/b/many@{many}")
+                             for _ in range(runs)]),
+            "cosign": median([b.timed(cosign, "verify", "--key", "cosign.pub",
+                                      "--insecure-ignore-tlog", *COSIGN_REG,
+                                      f"{h}/b/many@{many}") for _ in range(runs)]),
+        }
+        r["ops_s"] = ops
+        # A signed manifest, served by the same data with the pull policy off, then on.
+        signed = digests["wharf"][0]
+    finally:
+        s.stop()
+    (work / "policy.toml").write_text(
+        '[[rules]]\nname = "bench"\nrepositories = ["b/**"]\nkeys = ["cosign.pub"]\n')
+    seconds = 3 if quick else 10
+    script = work / "get.lua"
+    path = f"/v2/b/wharf/manifests/{signed}"
+    tput = {}
+    for name, extra in (("off", []), ("on", ["--pull-policy", str(work / "policy.toml")])):
+        s = start_wharf(work / "data", *extra, env={"WHARF_LOG": "warn"})
+        try:
+            tput[name] = get_throughput(s, path, seconds, script)
+        finally:
+            s.stop()
+    r["policy_get"] = tput
+    return r
+
+
+def report(r, quick, elapsed):
+    lines = [
+        "## Signing: wharf against cosign, and the pull policy",
+        "",
+        f"Reproduce: `bench/run --signing{' --quick' if quick else ''}` (took {elapsed:.0f} s). "
+        "One Wharf (embedded default) on this machine; both tools use the same key file "
+        "(made by `cosign generate-key-pair`, so each decrypts it with scrypt at N = 2^16 on "
+        "every command) and sign, verify and attest artifacts of their own, key-based with no "
+        "transparency log (`--tlog-upload=false`, `--insecure-ignore-tlog`). Seconds are "
+        f"the median of {2 if quick else RUNS} runs of the whole command. cosign is 2.6.5, "
+        "built by tests/setup.",
+        "",
+        "| operation | wharf (s) | cosign (s) | wharf vs cosign |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for op, t in r["ops_s"].items():
+        lines.append(f"| {op} | {t['wharf']:.3f} | {t['cosign']:.3f} | "
+                     f"{t['cosign'] / t['wharf']:.1f}x |")
+    off, on = r["policy_get"]["off"], r["policy_get"]["on"]
+    lines += [
+        "",
+        f"Manifest GET by digest of a signed manifest, wrk with {CONNECTIONS} connections: the "
+        "pull policy off, then on (one rule, one key; decisions cached per digest and "
+        "evidence, so each GET also looks up the `.sig` and `.att` tags and the referrers).",
+        "",
+        "| pull policy | ops/s | p99 (ms) | server CPU per op (ms) |",
+        "| --- | ---: | ---: | ---: |",
+        f"| off | {off['ops_s']:.0f} | {off['p99_ms']:.2f} | {off['cpu_ms_per_op']:.3f} |",
+        f"| on | {on['ops_s']:.0f} | {on['p99_ms']:.2f} | {on['cpu_ms_per_op']:.3f} |",
+        "",
+        f"With the policy on, throughput is {on['ops_s'] / off['ops_s'] * 100:.0f}% of off.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(quick, out):
+    started = time.time()
+    work = Path(tempfile.mkdtemp(prefix="wharf-bench-signing-",
+                                 dir=os.environ.get("BENCH_DIR")))
+    try:
+        print("measuring signing", file=sys.stderr)
+        results = measure(work, quick)
+        text = report(results, quick, time.time() - started)
+        update_section(Path(out), "signing", text)
+        update_json(Path(out).with_suffix(".json"), "signing", results)
+        print(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
