@@ -75,7 +75,7 @@ def measure(work, quick):
     (work / "bom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5",
                                                "version": 1, "components": []}))
     r = {}
-    s = start_wharf(work / "data", env={"WHARF_LOG": "warn"})
+    s = start_wharf(work / "data", env={"WHARF_LOG": "warn,wharf=info"})
     try:
         h = s.host
         # Each run signs and attests an artifact nobody signed before.
@@ -113,23 +113,37 @@ def measure(work, quick):
                                       f"{h}/b/many@{many}") for _ in range(runs)]),
         }
         r["ops_s"] = ops
+        # The floor under sign and attest: opening the key file is one scrypt derivation at
+        # cosign's cost, which both tools must do (OpenSSL's, through Python, as a referee).
+        import hashlib
+
+        def kdf():
+            t0 = time.perf_counter()
+            hashlib.scrypt(b"bench", salt=b"s" * 32, n=1 << 16, r=8, p=1,
+                           maxmem=256 << 20, dklen=32)
+            return time.perf_counter() - t0
+        r["scrypt_s"] = median([kdf() for _ in range(runs)])
         # A signed manifest, served by the same data with the pull policy off, then on.
         signed = digests["wharf"][0]
     finally:
         s.stop()
     (work / "policy.toml").write_text(
         '[[rules]]\nname = "bench"\nrepositories = ["b/**"]\nkeys = ["cosign.pub"]\n')
-    seconds = 3 if quick else 10
+    seconds = 3 if quick else 8
     script = work / "get.lua"
     path = f"/v2/b/wharf/manifests/{signed}"
-    tput = {}
-    for name, extra in (("off", []), ("on", ["--pull-policy", str(work / "policy.toml")])):
-        s = start_wharf(work / "data", *extra, env={"WHARF_LOG": "warn"})
-        try:
-            tput[name] = get_throughput(s, path, seconds, script)
-        finally:
-            s.stop()
-    r["policy_get"] = tput
+    # Off and on take turns (3 rounds each), each on a fresh start of the same data, and the
+    # median round of each counts: one round apart, the machine drifts more than the policy.
+    samples = {"off": [], "on": []}
+    for _ in range(1 if quick else 3):
+        for name, extra in (("off", []), ("on", ["--pull-policy", str(work / "policy.toml")])):
+            s = start_wharf(work / "data", *extra, env={"WHARF_LOG": "warn,wharf=info"})
+            try:
+                samples[name].append(get_throughput(s, path, seconds, script))
+            finally:
+                s.stop()
+    r["policy_get"] = {k: sorted(v, key=lambda x: x["ops_s"])[len(v) // 2]
+                       for k, v in samples.items()}
     return r
 
 
@@ -145,6 +159,12 @@ def report(r, quick, elapsed):
         f"the median of {2 if quick else RUNS} runs of the whole command. cosign is 2.6.5, "
         "built by tests/setup.",
         "",
+        "",
+        "Signing and attesting start by opening the encrypted key: one scrypt derivation at "
+        f"N = 2^16, r = 8 (64 MiB of memory-hard work; {r['scrypt_s']:.3f} s for OpenSSL's "
+        "scrypt in the same run), which neither tool can skip; that bounds the ratio for "
+        "sign and attest.",
+        "",
         "| operation | wharf (s) | cosign (s) | wharf vs cosign |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -155,8 +175,9 @@ def report(r, quick, elapsed):
     lines += [
         "",
         f"Manifest GET by digest of a signed manifest, wrk with {CONNECTIONS} connections: the "
-        "pull policy off, then on (one rule, one key; decisions cached per digest and "
-        "evidence, so each GET also looks up the `.sig` and `.att` tags and the referrers).",
+        "pull policy off and on in turns, the median of 3 rounds each (one rule, one key). Decisions are cached per digest; a "
+        "manifest write through this replica invalidates its repository's at once, and the "
+        "evidence's fingerprint is looked at again every 5 s for writes through others.",
         "",
         "| pull policy | ops/s | p99 (ms) | server CPU per op (ms) |",
         "| --- | ---: | ---: | ---: |",

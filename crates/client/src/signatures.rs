@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::json;
 use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
 use wharf_oci::{Descriptor, Digest, Manifest};
@@ -253,13 +254,12 @@ impl Client {
         let found = self
             .find_layers(&at, &signature_tag(&desc.digest), SIGNATURE_ARTIFACT_TYPE)
             .await?;
-        let mut checks = Vec::new();
-        for (source, layer) in found {
-            checks.push(
-                self.check_one(&at, &desc.digest, key, required, source, layer)
-                    .await,
-            );
-        }
+        // Payloads are fetched a few at a time: an artifact may carry hundreds of signatures.
+        let checks = futures_util::stream::iter(found)
+            .map(|(source, layer)| self.check_one(&at, &desc.digest, key, required, source, layer))
+            .buffered(self.opts.concurrency.max(1) * 2)
+            .collect()
+            .await;
         Ok((desc, checks))
     }
 

@@ -69,6 +69,9 @@ pub(crate) async fn put(
         .registry
         .manifest_put_guarded(name, &reference, content_type.as_deref(), content, may_move)
         .await?;
+    if let Some(policy) = &app.pull_policy {
+        policy.touch(name);
+    }
     let mut headers = vec![
         ("location", format!("/v2/{name}/manifests/{}", put.digest)),
         ("docker-content-digest", put.digest.to_string()),
@@ -82,5 +85,8 @@ pub(crate) async fn put(
 pub(crate) async fn delete(app: &App, name: &str, reference: &str) -> ApiResult {
     let reference: Reference = reference.parse()?;
     app.registry.manifest_delete(name, &reference).await?;
+    if let Some(policy) = &app.pull_policy {
+        policy.touch(name);
+    }
     empty(StatusCode::ACCEPTED, &[])
 }

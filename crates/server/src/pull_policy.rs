@@ -4,13 +4,15 @@
 //! (signing starts there; no content is served). Signature and attestation manifests
 //! themselves stay pullable, or nobody could check anything.
 //!
-//! Results are cached per manifest digest together with a fingerprint of its evidence (the
-//! digests under its `.sig` and `.att` tags and its referrers), so a signature added or
-//! removed, on this replica or another, is seen at the next pull, while a pull with
-//! unchanged evidence costs three metadata lookups and no cryptography.
+//! Decisions are cached per manifest digest with a fingerprint of its evidence (the digests
+//! under its `.sig` and `.att` tags and its referrers). A manifest written or deleted in the
+//! repository through this replica invalidates the repository's decisions at once (a
+//! signature is a manifest); writes through another replica are seen when the fingerprint
+//! is next checked, at most `RECHECK` later. A pull in between costs a map lookup.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use wharf_oci::{Digest, ErrorCode, Manifest, Reference};
@@ -28,22 +30,34 @@ const CACHE_ENTRIES: usize = 65_536;
 /// The largest signature payload or envelope read as evidence.
 const MAX_EVIDENCE_BYTES: u64 = 1 << 20;
 
-/// A decision's key: repository, manifest digest, and the fingerprint of its evidence.
-type DecisionKey = (String, Digest, String);
+/// How long a decision stands before its evidence's fingerprint is looked at again (for
+/// writes through other replicas; this replica's own writes invalidate at once).
+const RECHECK: Duration = Duration::from_secs(5);
+
+struct Decision {
+    outcome: Result<(), String>,
+    fingerprint: String,
+    /// The repository's write generation when the decision was made or last confirmed.
+    generation: u64,
+    checked: Instant,
+}
 
 pub(crate) struct PullPolicy {
     policy: std::sync::Arc<Policy>,
-    cache: Mutex<HashMap<DecisionKey, Result<(), String>>>,
+    cache: Mutex<HashMap<(String, Digest), Decision>>,
+    /// Per repository, a count of manifest writes and deletes through this replica.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
-/// Whether a manifest is signature material: cosign's tags, or layers that are all
-/// signatures or attestations.
-fn is_signature_material(reference: &Reference, m: &StoredManifest) -> bool {
-    if let Reference::Tag(t) = reference {
-        if [".sig", ".att", ".sbom"].iter().any(|s| t.ends_with(s)) && t.starts_with("sha") {
-            return true;
-        }
-    }
+/// Whether a tag is one of cosign's (`sha256-<hex>.sig`, `.att`, `.sbom`).
+fn is_signature_tag(reference: &Reference) -> bool {
+    matches!(reference, Reference::Tag(t)
+        if t.starts_with("sha") && [".sig", ".att", ".sbom"].iter().any(|s| t.ends_with(s)))
+}
+
+/// Whether a manifest is signature material: a signature or attestation artifact, or layers
+/// that are all signatures or attestations.
+fn is_signature_material(m: &StoredManifest) -> bool {
     let Ok(parsed) = Manifest::parse(Some(&m.media_type), &m.content) else {
         return false;
     };
@@ -66,7 +80,31 @@ impl PullPolicy {
         PullPolicy {
             policy,
             cache: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A manifest of `repo` was written or deleted: its decisions no longer stand.
+    pub(crate) fn touch(&self, repo: &str) {
+        if self.policy.rules_for(repo).next().is_none() {
+            return;
+        }
+        let mut g = self.generations.lock().expect("lock");
+        if g.len() >= CACHE_ENTRIES && !g.contains_key(repo) {
+            // Starting over bumps every repository: all cached decisions are rechecked.
+            g.clear();
+            self.cache.lock().expect("lock").clear();
+        }
+        *g.entry(repo.to_string()).or_default() += 1;
+    }
+
+    fn generation(&self, repo: &str) -> u64 {
+        self.generations
+            .lock()
+            .expect("lock")
+            .get(repo)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Lets the pull of `m` (reached by `reference` in `repo`) through, or refuses it.
@@ -78,12 +116,48 @@ impl PullPolicy {
         m: &StoredManifest,
     ) -> Result<(), ApiError> {
         let rules: Vec<_> = self.policy.rules_for(repo).collect();
-        if rules.is_empty() || is_signature_material(reference, m) {
+        if rules.is_empty() || is_signature_tag(reference) {
             return Ok(());
         }
-        let sig = tag_digest(registry, repo, &signature_tag(&m.digest)).await?;
-        let att = tag_digest(registry, repo, &attestation_tag(&m.digest)).await?;
-        let referrers = registry.referrers(repo, &m.digest, None).await?;
+        // The cache first: deciding whether the content is signature material parses it.
+        let generation = self.generation(repo);
+        let key = (repo.to_string(), m.digest.clone());
+        let fresh = self.cache.lock().expect("lock").get(&key).and_then(|d| {
+            (d.generation == generation && d.checked.elapsed() < RECHECK).then(|| d.outcome.clone())
+        });
+        let decision = match fresh {
+            Some(outcome) => outcome,
+            None if is_signature_material(m) => {
+                self.remember(key, Ok(()), String::new(), generation);
+                Ok(())
+            }
+            None => {
+                self.decide(registry, repo, &m.digest, &rules, key, generation)
+                    .await?
+            }
+        };
+        decision.map_err(|why| {
+            tracing::info!(event = "pull_denied", repository = repo, digest = %m.digest, reason = %why, "pull policy");
+            ApiError::new(ErrorCode::Denied, format!("pull policy: {why}"))
+        })
+    }
+}
+
+impl PullPolicy {
+    /// Looks at the evidence's fingerprint: unchanged, the cached decision is confirmed;
+    /// changed (or none cached), the rules judge the evidence anew.
+    async fn decide(
+        &self,
+        registry: &Registry,
+        repo: &str,
+        digest: &Digest,
+        rules: &[&wharf_sign::policy::Rule],
+        key: (String, Digest),
+        generation: u64,
+    ) -> Result<Result<(), String>, ApiError> {
+        let sig = tag_digest(registry, repo, &signature_tag(digest)).await?;
+        let att = tag_digest(registry, repo, &attestation_tag(digest)).await?;
+        let referrers = registry.referrers(repo, digest, None).await?;
         let fingerprint = format!(
             "{}|{}|{}",
             sig.as_ref().map(|d| d.to_string()).unwrap_or_default(),
@@ -94,27 +168,42 @@ impl PullPolicy {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let key = (repo.to_string(), m.digest.clone(), fingerprint);
-        let cached = self.cache.lock().expect("lock").get(&key).cloned();
-        let decision = match cached {
-            Some(d) => d,
-            None => {
-                let evidence = gather(registry, repo, sig, att, &referrers).await?;
-                let d = rules
-                    .iter()
-                    .try_for_each(|rule| rule.check(&m.digest, &evidence));
-                let mut cache = self.cache.lock().expect("lock");
-                if cache.len() >= CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(key, d.clone());
-                d
+        {
+            let mut cache = self.cache.lock().expect("lock");
+            if let Some(d) = cache.get_mut(&key).filter(|d| d.fingerprint == fingerprint) {
+                d.generation = generation;
+                d.checked = Instant::now();
+                return Ok(d.outcome.clone());
             }
-        };
-        decision.map_err(|why| {
-            tracing::info!(event = "pull_denied", repository = repo, digest = %m.digest, reason = %why, "pull policy");
-            ApiError::new(ErrorCode::Denied, format!("pull policy: {why}"))
-        })
+        }
+        let evidence = gather(registry, repo, sig, att, &referrers).await?;
+        let outcome = rules
+            .iter()
+            .try_for_each(|rule| rule.check(digest, &evidence));
+        self.remember(key, outcome.clone(), fingerprint, generation);
+        Ok(outcome)
+    }
+
+    fn remember(
+        &self,
+        key: (String, Digest),
+        outcome: Result<(), String>,
+        fingerprint: String,
+        generation: u64,
+    ) {
+        let mut cache = self.cache.lock().expect("lock");
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            Decision {
+                outcome,
+                fingerprint,
+                generation,
+                checked: Instant::now(),
+            },
+        );
     }
 }
 
