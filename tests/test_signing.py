@@ -275,3 +275,48 @@ def test_attestations_both_ways(registry, env, tmp_path):
     p = wharf(env, "attest", "--key", "other.key", "--type", "nonsense", "--predicate",
               "bom.json", ref, cwd=tmp_path, check=False)
     assert p.returncode == 1 and "unknown attestation type" in p.stderr
+
+
+def test_public_key_from_an_https_url(tmp_path, env):
+    """`--key https://...` fetches the public key, trusting --ca-file for the key server."""
+    import http.server
+    import ssl
+    import threading
+
+    from conftest import start_wharf
+    from test_tls import make_cert, write_pair
+    from cryptography.hazmat.primitives import serialization
+
+    ca = make_cert("key server CA", ca=True)
+    (tmp_path / "ca.pem").write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    write_pair(tmp_path / "srv.pem", tmp_path / "srv.key",
+               *make_cert("keys", issuer=ca, ip="127.0.0.1"))
+    wharf(env, "key", "generate", cwd=tmp_path)
+    keys = tmp_path / "published"
+    keys.mkdir()
+    (keys / "release.pub").write_text((tmp_path / "cosign.pub").read_text())
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(keys), **k)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    s = start_wharf(tmp_path / "data")
+    try:
+        (tmp_path / "f.txt").write_text("x")
+        wharf(env, "push", f"{s.host}/k/app:v1", tmp_path / "f.txt")
+        wharf(env, "sign", "--key", "cosign.key", f"{s.host}/k/app:v1", cwd=tmp_path)
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/release.pub"
+        p = wharf(env, "verify", "--key", url, "--ca-file", tmp_path / "ca.pem",
+                  f"{s.host}/k/app:v1", cwd=tmp_path)
+        assert "valid signature" in p.stdout
+        # without the key server's CA: refused, saying so
+        p = wharf(env, "verify", "--key", url, f"{s.host}/k/app:v1", cwd=tmp_path, check=False)
+        assert p.returncode == 6 and "unknown authority" in p.stderr, p.stderr
+        p = wharf(env, "verify", "--key", url + ".missing", "--ca-file", tmp_path / "ca.pem",
+                  f"{s.host}/k/app:v1", cwd=tmp_path, check=False)
+        assert p.returncode == 3 and p.stderr.count("\n") == 1, p.stderr
+    finally:
+        s.stop()
+        httpd.shutdown()
