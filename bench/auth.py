@@ -12,7 +12,7 @@ from pathlib import Path
 import bcrypt
 import requests
 
-from common import cpu_seconds, parse_wrk, quiesce, update_section
+from common import update_section, wrk_with_headers
 from conftest import start_distribution, start_wharf
 
 CONNECTIONS = 16
@@ -22,18 +22,8 @@ COST = 5
 
 
 def measure(server, headers, seconds, script):
-    script.write_text("".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items()))
-    quiesce()
-    c0 = cpu_seconds(server.proc.pid)
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
-                          "--latency", "-s", str(script),
-                          f"{server.url}/v2/bench/small/manifests/v1"],
-                         capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(server.proc.pid) - c0
-    rps, total, p99, errors = parse_wrk(out)
-    if errors:
-        raise RuntimeError(f"{errors} failed requests:\n{out}")
-    return {"ops_s": rps, "p99_ms": p99, "cpu_ms_per_op": cpu * 1000 / total}
+    return wrk_with_headers(server, f"{server.url}/v2/bench/small/manifests/v1", headers,
+                            CONNECTIONS, seconds, script)
 
 
 def main(quick, out):

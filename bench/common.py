@@ -108,6 +108,21 @@ def wrk(server, url, connections, seconds, script, env=None):
     return {"ops_s": rps, "p99_ms": p99, "cpu_ms_per_op": cpu * 1000 / total}
 
 
+def wrk_with_headers(server, url, headers, connections, seconds, script):
+    """wrk GETs of `url` with `headers` (written into `script`), measured like `wrk`."""
+    script.write_text("".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items()))
+    quiesce()
+    c0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
+                          "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.proc.pid) - c0
+    rps, total, p99, errors = parse_wrk(out)
+    if errors:
+        raise RuntimeError(f"{errors} failed requests against {url}:\n{out}")
+    return {"ops_s": rps, "p99_ms": p99, "cpu_ms_per_op": cpu * 1000 / total}
+
+
 def oha(server, url, connections, seconds, method):
     """oha for HEAD: wrk waits for a body that a HEAD response never sends."""
     quiesce()

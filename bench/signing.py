@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_seconds, parse_wrk, quiesce, update_json, update_section
+from common import update_json, update_section, wrk_with_headers
 from conftest import WHARF, go_tool, start_wharf
 
 RUNS = 5
@@ -54,17 +54,8 @@ class Bench:
 
 
 def get_throughput(server, path, seconds, script):
-    script.write_text(f'wrk.headers["Accept"] = "{ACCEPT}"\n')
-    quiesce()
-    c0 = cpu_seconds(server.proc.pid)
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
-                          "--latency", "-s", str(script), server.url + path],
-                         capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(server.proc.pid) - c0
-    rps, total, p99, errors = parse_wrk(out)
-    if errors:
-        raise RuntimeError(f"{errors} failed requests:\n{out}")
-    return {"ops_s": rps, "p99_ms": p99, "cpu_ms_per_op": cpu * 1000 / total}
+    return wrk_with_headers(server, server.url + path, {"Accept": ACCEPT}, CONNECTIONS,
+                            seconds, script)
 
 
 def measure(work, quick):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, WHARF, start_wharf
 
-PAGES = ["signing.md"]
+PAGES = ["signing.md", "sboms.md"]
 
 
 def sh_blocks(page):

@@ -29,6 +29,7 @@ pub mod reference;
 pub mod referrers;
 mod retry;
 pub mod rootfs;
+pub mod sbom;
 pub mod signatures;
 mod walk;
 

@@ -80,6 +80,9 @@ enum Command {
     Untag(cli::UntagArgs),
     /// Print the digest a reference points to.
     Resolve(cli::ResolveArgs),
+    /// Attach, get and list SBOMs (SPDX, CycloneDX) of manifests.
+    #[command(subcommand)]
+    Sbom(cli::sbom::SbomCommand),
     /// Make signing keys that cosign reads.
     #[command(subcommand)]
     Key(cli::sign::KeyCommand),
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => return client(cli::block_on(cli::artifact::backup(a))),
         Command::Restore(a) => return client(cli::block_on(cli::artifact::restore(a))),
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
+        Command::Sbom(c) => return client(cli::block_on(cli::sbom::sbom(c))),
         Command::Key(c) => return client(cli::sign::key(c)),
         Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),
         Command::Verify(a) => return client(cli::block_on(cli::sign::verify(a))),

@@ -6,6 +6,7 @@ pub mod content;
 pub mod login;
 mod output;
 mod progress;
+pub mod sbom;
 pub mod sign;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,9 +34,28 @@ pub enum Format {
     Json,
 }
 
-/// Options every client command takes: how to reach the registry, who to be, and the output.
+/// Options every client command takes: how to reach the registry, who to be (`conn`), and
+/// the output. The connection options read through `Deref`.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Output: text for people, json for scripts (errors too).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+impl std::ops::Deref for ClientArgs {
+    type Target = ConnArgs;
+    fn deref(&self) -> &ConnArgs {
+        &self.conn
+    }
+}
+
+/// How to reach registries and who to be there; commands whose `--format` means something
+/// else (`sbom get`) take only these.
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
     /// Use plain HTTP (default for localhost and 127.0.0.1).
     #[arg(long, global = true)]
     pub plain_http: bool,
@@ -64,9 +84,6 @@ pub struct ClientArgs {
     /// else ~/.docker/config.json].
     #[arg(long, global = true, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
-    /// Output: text for people, json for scripts (errors too).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 }
 
 /// Options of the commands that move blobs.
@@ -182,7 +199,7 @@ fn credential(
     }
 }
 
-impl ClientArgs {
+impl ConnArgs {
     /// The client options for a command that talks to `refs`' registries.
     pub fn options(&self, refs: &[&Reference]) -> Result<ClientOptions, Error> {
         let mut opts = ClientOptions {

@@ -50,9 +50,8 @@ A tag is resolved to its digest first, and the digest is what is signed. The sig
 stored as cosign stores it: a layer appended to the sha256-<hex>.sig tag, or with
 --referrers a referrer of the signed manifest. No transparency log is used.")]
 pub struct SignArgs {
-    /// The private key: a file, or env://VAR holding its PEM.
-    #[arg(long, required = true, value_name = "KEY")]
-    pub key: String,
+    #[command(flatten)]
+    pub signing_key: SigningKeyArgs,
     /// Manifests to sign: REGISTRY/REPOSITORY[:TAG|@DIGEST].
     #[arg(required = true)]
     pub references: Vec<String>,
@@ -65,9 +64,6 @@ pub struct SignArgs {
     /// Also sign every manifest an index lists.
     #[arg(long)]
     pub recursive: bool,
-    /// Read the key's password from the first line of standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -103,6 +99,23 @@ pub struct VerifyArgs {
     pub annotations: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// The private key a command signs with, and where its password comes from.
+#[derive(Args, Debug)]
+pub struct SigningKeyArgs {
+    /// The private key: a file, or env://VAR holding its PEM.
+    #[arg(long, required = true, value_name = "KEY")]
+    pub key: String,
+    /// Read the key's password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+impl SigningKeyArgs {
+    fn load(&self) -> Result<PrivateKey, Error> {
+        private_key(&self.key, self.password_stdin)
+    }
 }
 
 /// A key argument's text: a file, or `env://VAR`.
@@ -210,7 +223,7 @@ async fn public_key(client: &Client, spec: &str) -> Result<PublicKey, Error> {
 }
 
 pub async fn sign(args: SignArgs) -> Result<(), Error> {
-    let key = private_key(&args.key, args.password_stdin)?;
+    let key = args.signing_key.load()?;
     let annotations = parse_annotations(&args.annotations)?;
     let refs = args
         .references
@@ -359,9 +372,8 @@ attachments; the copy is signed in the target with KEY and verified there; only 
 target tag moved to it. The target never shows an unsigned or half-copied artifact under
 that tag.")]
 pub struct PromoteArgs {
-    /// The private key that signs in the target: a file, or env://VAR.
-    #[arg(long, required = true, value_name = "KEY")]
-    pub key: String,
+    #[command(flatten)]
+    pub signing_key: SigningKeyArgs,
     /// What to promote: REGISTRY/REPOSITORY:TAG or @DIGEST.
     pub source: String,
     /// Where: REGISTRY/REPOSITORY:TAG (without a tag, the source's).
@@ -372,9 +384,6 @@ pub struct PromoteArgs {
     /// Store the target signature as an OCI 1.1 referrer instead of the .sig tag.
     #[arg(long)]
     pub referrers: bool,
-    /// Read the key's password from the first line of standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
     #[command(flatten)]
@@ -386,7 +395,7 @@ pub struct PromoteArgs {
 }
 
 pub async fn promote(args: PromoteArgs) -> Result<(), Error> {
-    let key = private_key(&args.key, args.password_stdin)?;
+    let key = args.signing_key.load()?;
     let annotations = parse_annotations(&args.annotations)?;
     let src: Reference = args.source.parse()?;
     let dst: Reference = args.destination.parse()?;
@@ -459,9 +468,8 @@ An in-toto statement about the manifest's digest, carrying the predicate, signed
 envelope and stored as cosign stores it: appended under the sha256-<hex>.att tag, or with
 --referrers as a referrer.")]
 pub struct AttestArgs {
-    /// The private key: a file, or env://VAR holding its PEM.
-    #[arg(long, required = true, value_name = "KEY")]
-    pub key: String,
+    #[command(flatten)]
+    pub signing_key: SigningKeyArgs,
     /// The predicate: a JSON file.
     #[arg(long, required = true, value_name = "FILE")]
     pub predicate: PathBuf,
@@ -474,9 +482,6 @@ pub struct AttestArgs {
     /// Store the attestation as an OCI 1.1 referrer instead of the .att tag.
     #[arg(long)]
     pub referrers: bool,
-    /// Read the key's password from the first line of standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -519,7 +524,7 @@ pub async fn attest(args: AttestArgs) -> Result<(), Error> {
             ))
         })?
     };
-    let key = private_key(&args.key, args.password_stdin)?;
+    let key = args.signing_key.load()?;
     let r: Reference = args.reference.parse()?;
     let client = args.client.client(&[&r])?;
     let storage = if args.referrers {
