@@ -3,7 +3,7 @@
 //! when present), and optionally the referrers (signatures, SBOMs) hanging off it.
 
 use futures_util::{StreamExt, TryStreamExt};
-use wharf_oci::{Descriptor, Manifest, ManifestKind};
+use wharf_oci::Descriptor;
 
 use crate::blobs::{RegistrySource, SharedProgress, Transfer};
 use crate::walk::{walk, RepositoryManifests, Role};
@@ -96,22 +96,11 @@ impl Client {
         opts: &CopyOptions,
         progress: &SharedProgress,
     ) -> Result<CopyResult> {
-        let (mut desc, mut bytes) = self.manifest(src).await?;
-        if let Some(p) = &opts.platform {
-            let m = Manifest::parse(Some(&desc.media_type), &bytes)?;
-            if m.kind == ManifestKind::Index {
-                let child = m
-                    .manifests
-                    .iter()
-                    .find(|c| c.platform.as_ref().is_some_and(|v| p.matches(v)))
-                    .ok_or_else(|| {
-                        Error::NotFound(format!("{src} for platform {}/{}", p.os, p.architecture))
-                    })?;
-                (desc, bytes) = self
-                    .manifest(&src.with_digest(child.digest.clone()))
-                    .await?;
-            }
-        }
+        // Without a platform an index is copied whole; with one, the child `pull` would pick.
+        let (desc, bytes) = match &opts.platform {
+            Some(p) => self.manifest_for_platform(src, Some(p)).await?,
+            None => self.manifest(src).await?,
+        };
         let target = match (&dst.tag, &dst.digest, &src.tag) {
             (None, None, Some(t)) if opts.platform.is_none() || src.digest.is_none() => {
                 dst.with_tag(t)?
