@@ -236,5 +236,31 @@ mod tests {
         let e = apply_layer(&l[..], dir.path(), &mut a).unwrap_err();
         assert!(e.contains("below a symbolic link"), "{e}");
         assert!(!Path::new("/tmp/planted").exists());
+        // a hard link to a file outside the root filesystem
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        b.append_link(&mut h, "passwd", "/etc/passwd").unwrap();
+        let raw = b.into_inner().unwrap();
+        let e = apply_layer(&raw[..], dir.path(), &mut a).unwrap_err();
+        assert!(
+            e.contains("does not point to a file of this filesystem"),
+            "{e}"
+        );
+        assert!(!dir.path().join("passwd").exists());
+        // device files are skipped, not made
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Char);
+        h.set_size(0);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        b.append_data(&mut h, "null", &[][..]).unwrap();
+        let raw = b.into_inner().unwrap();
+        let mut a = Applied::default();
+        apply_layer(&raw[..], dir.path(), &mut a).unwrap();
+        assert_eq!(a.skipped_devices, 1);
+        assert!(!dir.path().join("null").exists());
     }
 }
