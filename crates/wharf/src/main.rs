@@ -65,7 +65,7 @@ enum Command {
     Logout(cli::LogoutArgs),
     /// Push files and directories as an artifact.
     Push(cli::PushArgs),
-    /// Pull an artifact's files into a directory.
+    /// Pull an artifact's files, a chart, a Flux bundle or (--unpack) an image into a directory.
     Pull(cli::PullArgs),
     /// Attach an artifact (signature, SBOM, ...) to a manifest.
     Attach(cli::AttachArgs),
