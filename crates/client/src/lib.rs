@@ -18,6 +18,7 @@ pub mod artifact;
 pub mod attestations;
 pub mod auth;
 pub mod blobs;
+pub mod chart;
 mod client;
 pub mod copy;
 pub mod credentials;
