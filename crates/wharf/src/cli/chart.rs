@@ -131,6 +131,7 @@ Chart.yaml:
       version: ^1.2.0
       repository: oci://localhost:5000/charts")]
     Update {
+        /// The chart directory (with Chart.yaml).
         dir: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
@@ -139,6 +140,7 @@ Chart.yaml:
     #[command(after_help = "Examples:
   wharf chart dependency build ./mychart")]
     Build {
+        /// The chart directory (with Chart.yaml and, usually, Chart.lock).
         dir: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
@@ -151,6 +153,7 @@ pub enum RepoMetadataCommand {
     #[command(after_help = "Examples:
   wharf chart repo-metadata push artifacthub-repo.yml oci://localhost:5000/charts/mychart")]
     Push {
+        /// The metadata file (artifacthub-repo.yml).
         file: PathBuf,
         /// oci://HOST/NAMESPACE: the repository Artifact Hub indexes (for a chart, the
         /// chart's own repository).
