@@ -118,6 +118,28 @@ pub fn safe_join(dir: &Path, title: &str) -> Result<PathBuf> {
     Ok(dir.join(p))
 }
 
+fn past_limit(limit: u64) -> Error {
+    Error::Invalid(format!(
+        "refusing the archive: it expands past {} MiB (raise the limit if it is meant to)",
+        limit >> 20
+    ))
+}
+
+/// Counts what an archive reader takes from its decompressor: past a limit, a short read is
+/// a bomb cut off, not a damaged file.
+pub(crate) struct Counted<R> {
+    pub inner: R,
+    pub read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
@@ -161,12 +183,27 @@ fn pack_directory(dir: &Path, name: &str) -> Result<(tempfile::NamedTempFile, Di
 /// Unpacks a tar+gzip blob into `dir`. Entries that would land outside it (absolute paths,
 /// `..`, links pointing out) are refused.
 pub(crate) fn unpack_directory(blob: &Path, dir: &Path) -> Result<()> {
+    unpack_directory_limited(blob, dir, u64::MAX)
+}
+
+/// [`unpack_directory`], refusing an archive that expands past `limit` bytes (a gzip or
+/// tar bomb); what was unpacked before the limit stays for the caller to remove.
+pub(crate) fn unpack_directory_limited(blob: &Path, dir: &Path, limit: u64) -> Result<()> {
     let f = std::fs::File::open(blob).map_err(|e| Error::file(blob, e))?;
-    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+    let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
+    let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let mut a = tar::Archive::new(Counted {
+        inner: std::io::Read::take(gz, limit.saturating_add(1)),
+        read: read.clone(),
+    });
+    let over = || read.get() > limit;
     a.set_preserve_permissions(true);
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     for entry in a.entries().map_err(|e| Error::file(blob, e))? {
-        let mut entry = entry.map_err(|e| Error::file(blob, e))?;
+        let mut entry = entry.map_err(|e| match over() {
+            true => past_limit(limit),
+            false => Error::file(blob, e),
+        })?;
         let path = entry.path().map_err(|e| Error::file(blob, e))?.into_owned();
         let escapes = |p: &Path| {
             p.components().any(|c| {
@@ -191,10 +228,22 @@ pub(crate) fn unpack_directory(blob: &Path, dir: &Path) -> Result<()> {
                 )));
             }
         }
+        let kind = entry.header().entry_type();
+        if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+            return Err(Error::Invalid(format!(
+                "refusing archive entry {}: a device file or FIFO",
+                path.display()
+            )));
+        }
         // unpack_in also refuses to write through a symlink that leads outside `dir`.
-        entry
-            .unpack_in(dir)
-            .map_err(|e| Error::file(dir.join(&path), e))?;
+        let unpacked = entry.unpack_in(dir);
+        if over() {
+            return Err(past_limit(limit));
+        }
+        unpacked.map_err(|e| Error::file(dir.join(&path), e))?;
+    }
+    if over() {
+        return Err(past_limit(limit));
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ mod client;
 pub mod copy;
 pub mod credentials;
 mod error;
+pub mod flux;
 pub mod layout;
 pub mod manifests;
 pub mod pull;

@@ -40,6 +40,7 @@ const MAIN_HELP: &str = concat!(
         "  wharf sign --key cosign.key localhost:5000/app:v1   # cosign's format; docs/signing.md\n",
         "  wharf verify --key cosign.pub localhost:5000/app:v1\n",
         "  wharf sbom attach localhost:5000/app:v1 sbom.spdx.json\n",
+        "  wharf artifact push oci://localhost:5000/deploy/app:v1 --path ./deploy --source URL --revision REV\n",
         "  wharf chart push mychart-0.1.0.tgz oci://localhost:5000/charts   # helm's format\n",
         "\n",
         "Exit codes:\n",
@@ -87,6 +88,9 @@ enum Command {
     /// Helm charts: package, push, pull, show, export, dependencies (helm's OCI format).
     #[command(subcommand)]
     Chart(cli::chart::ChartCommand),
+    /// Flux manifest bundles: push, pull, list, tag, diff (flux's OCI format).
+    #[command(subcommand)]
+    Artifact(cli::flux::ArtifactCommand),
     /// Attach, get and list SBOMs (SPDX, CycloneDX) of manifests.
     #[command(subcommand)]
     Sbom(cli::sbom::SbomCommand),
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => return client(cli::block_on(cli::artifact::restore(a))),
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
         Command::Chart(c) => return client(cli::block_on(cli::chart::chart(c))),
+        Command::Artifact(c) => return client(cli::block_on(cli::flux::artifact(c))),
         Command::Sbom(c) => return client(cli::block_on(cli::sbom::sbom(c))),
         Command::Key(c) => return client(cli::sign::key(c)),
         Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),

@@ -9,6 +9,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::meta::ChartMeta;
 use super::Constraint;
+use crate::artifact::Counted;
 use crate::{Error, Result};
 
 /// The most a chart may expand to, in all (helm's own limit).
@@ -159,20 +160,6 @@ impl ChartArchive {
         let staged = staging.keep();
         std::fs::rename(&staged, &root).map_err(|e| Error::file(&root, e))?;
         Ok(root)
-    }
-}
-
-/// Counts what the tar reader takes from the decompressor, to tell a bomb from a cut file.
-struct Counted<R> {
-    inner: R,
-    read: std::rc::Rc<std::cell::Cell<u64>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.set(self.read.get() + n as u64);
-        Ok(n)
     }
 }
 

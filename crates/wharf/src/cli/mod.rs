@@ -4,6 +4,7 @@
 pub mod artifact;
 pub mod chart;
 pub mod content;
+pub mod flux;
 pub mod login;
 mod output;
 mod progress;
