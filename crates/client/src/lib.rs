@@ -32,6 +32,7 @@ pub mod referrers;
 mod retry;
 pub mod rootfs;
 pub mod sbom;
+pub mod search;
 pub mod signatures;
 mod walk;
 

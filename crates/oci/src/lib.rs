@@ -3,15 +3,19 @@
 //! validation, and the spec's [`ErrorCode`]s. Nothing here does I/O, so every other crate can
 //! depend on it and its rules can be unit-tested exhaustively.
 
+pub mod constraint;
 pub mod digest;
 pub mod error;
+pub mod kind;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod pattern;
 
+pub use constraint::Constraint;
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, SpecError};
+pub use kind::ArtifactKind;
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 pub use name::{validate_repository, validate_tag, Reference, MAX_NAME_LEN};
 pub use pattern::Pattern;

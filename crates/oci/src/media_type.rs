@@ -42,3 +42,10 @@ pub const FLUX_CONTENT: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
 pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
+
+pub const COSIGN_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGSTORE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const SPDX_JSON: &str = "application/spdx+json";
+pub const CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";

@@ -3,8 +3,10 @@
 //! [`Registry`], and format the answer. Every failure becomes the spec's JSON error in
 //! [`error`], the one place where errors meet status codes.
 
+mod artifacts;
 pub mod auth;
 mod blobs;
+mod chart_repo;
 mod drain;
 pub mod error;
 mod listing;
@@ -145,6 +147,10 @@ async fn route(app: &App, req: Request) -> ApiResult {
             return Ok(auth::issue(auth, req.headers(), query, ip).await);
         }
     }
+    if let Some(rest) = req.uri().path().strip_prefix("/charts/") {
+        let rest = rest.to_string();
+        return chart_repo::serve(app, &rest, req).await;
+    }
     let route = Route::parse(req.uri().path())?;
     let m = req.method().clone();
     if app.options.read_only && !matches!(m, Method::GET | Method::HEAD) {
@@ -159,6 +165,9 @@ async fn route(app: &App, req: Request) -> ApiResult {
     match (route, m) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}")),
         (Route::Catalog, Method::GET) => listing::catalog(app, req, caller).await,
+        (Route::Extensions, Method::GET) => Ok(artifacts::extensions()),
+        (Route::Search, Method::GET) => artifacts::search(app, req, caller).await,
+        (Route::Artifacts { name }, Method::GET) => artifacts::list(app, &name, req).await,
         (Route::Tags { name }, Method::GET) => listing::tags(app, &name, req).await,
         (Route::Referrers { name, digest }, Method::GET) => {
             listing::referrers(app, &name, &digest, req).await
@@ -218,7 +227,7 @@ async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Cal
     let Some(auth) = &app.auth else {
         return Ok(None);
     };
-    let (m, headers) = (req.method, req.headers);
+    let m = req.method;
     let repo = |name: &str, a: Actions| Need::Repository(name.to_string(), a);
     let need = match (route, m) {
         (Route::Base, _) => Need::Login,
@@ -235,6 +244,8 @@ async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Cal
             _,
         ) => repo(name, Actions::PULL),
         (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
+        (Route::Extensions | Route::Search, _) => Need::Login,
+        (Route::Artifacts { name }, _) => repo(name, Actions::PULL),
     };
     // A cross-repository mount also reads the source: the challenge names its pull scope,
     // so a client that follows challenges gets a token with which the mount succeeds.
@@ -245,6 +256,18 @@ async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Cal
             .map(|f| Need::Repository(f.to_string(), Actions::PULL)),
         _ => None,
     };
+    check_need(auth, need, mount_from, req).await.map(Some)
+}
+
+/// Authenticates the caller and checks that it may do `need` (and `also`); a refusal is a
+/// challenge for a caller that can do better with other credentials or a new token.
+pub(crate) async fn check_need(
+    auth: &Auth,
+    need: Need,
+    mount_from: Option<Need>,
+    req: Head<'_>,
+) -> Result<Caller, ApiError> {
+    let headers = req.headers;
     let origin = auth::Origin {
         headers,
         tls: req.extensions.get::<auth::Https>().is_some(),
@@ -263,7 +286,7 @@ async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Cal
             e => ApiError::from(e),
         })?;
     if auth.allows(&caller, &need) {
-        return Ok(Some(caller));
+        return Ok(caller);
     }
     let what = match &need {
         Need::Repository(name, a) => format!("{a} on {name}"),

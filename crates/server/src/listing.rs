@@ -12,13 +12,13 @@ use crate::{header_value, json_response, ApiResult, App};
 use wharf_auth::{Actions, Caller};
 
 /// The page a request asks for: up to `n` entries after `last`.
-struct Page {
-    n: usize,
-    last: Option<String>,
+pub(crate) struct Page {
+    pub n: usize,
+    pub last: Option<String>,
 }
 
 impl Page {
-    fn of(app: &App, q: &Query) -> Result<Page, ApiError> {
+    pub(crate) fn of(app: &App, q: &Query) -> Result<Page, ApiError> {
         let max = app.options.max_page_size;
         let n = match q.get("n") {
             None | Some("") => max,
@@ -37,7 +37,7 @@ impl Page {
     }
 
     /// Trims `items` (fetched with one extra) to the page and adds `Link` when more follow.
-    fn finish<T: Serialize>(
+    pub(crate) fn finish<T: Serialize>(
         &self,
         path: &str,
         mut items: Vec<T>,

@@ -9,12 +9,36 @@ use crate::error::ApiError;
 pub enum Route {
     Base,
     Catalog,
-    Tags { name: String },
-    Manifest { name: String, reference: String },
-    Blob { name: String, digest: String },
-    UploadStart { name: String },
-    Upload { name: String, id: String },
-    Referrers { name: String, digest: String },
+    Tags {
+        name: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    UploadStart {
+        name: String,
+    },
+    Upload {
+        name: String,
+        id: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
+    /// `/v2/_oci/ext/discover`: the extensions this registry offers.
+    Extensions,
+    /// `/v2/_wharf/ext/search`: artifacts across repositories.
+    Search,
+    /// `/v2/<name>/_wharf/artifacts`: a repository's artifacts with what the index knows.
+    Artifacts {
+        name: String,
+    },
 }
 
 impl Route {
@@ -29,8 +53,11 @@ impl Route {
             Some(r) => r.strip_prefix('/').ok_or_else(not_found)?,
             None => return Err(not_found()),
         };
-        if rest == "_catalog" {
-            return Ok(Route::Catalog);
+        match rest {
+            "_catalog" => return Ok(Route::Catalog),
+            "_oci/ext/discover" => return Ok(Route::Extensions),
+            "_wharf/ext/search" => return Ok(Route::Search),
+            _ => {}
         }
         let segs: Vec<&str> = rest.split('/').collect();
         let n = segs.len();
@@ -42,6 +69,11 @@ impl Route {
             validate_repository(&name)?;
             Ok(name)
         };
+        if n >= 3 && segs[n - 2] == "_wharf" && segs[n - 1] == "artifacts" {
+            return Ok(Route::Artifacts {
+                name: name_of(n - 2)?,
+            });
+        }
         if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
             return Ok(Route::Tags {
                 name: name_of(n - 2)?,
@@ -103,6 +135,12 @@ mod tests {
         assert_eq!(p("/v2/"), Route::Base);
         assert_eq!(p("/v2"), Route::Base);
         assert_eq!(p("/v2/_catalog"), Route::Catalog);
+        assert_eq!(p("/v2/_oci/ext/discover"), Route::Extensions);
+        assert_eq!(p("/v2/_wharf/ext/search"), Route::Search);
+        assert_eq!(
+            p("/v2/a/b/_wharf/artifacts"),
+            Route::Artifacts { name: "a/b".into() }
+        );
         assert_eq!(p("/v2/a/b/tags/list"), Route::Tags { name: "a/b".into() });
         assert_eq!(
             p("/v2/a/manifests/latest"),

@@ -30,6 +30,9 @@ pub enum StoreError {
     ManifestBlobUnknown(Digest),
     #[error("tag {0} already points to other content; moving it needs the overwrite right")]
     TagProtected(String),
+    /// A push of a kind the repository does not accept (an operator's rule).
+    #[error("{0}")]
+    KindRefused(String),
     #[error("repository unknown")]
     NameUnknown,
     #[error("manifest is larger than the {limit}-byte limit")]

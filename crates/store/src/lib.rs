@@ -9,11 +9,15 @@
 pub mod blob;
 pub mod error;
 pub mod fs;
+pub mod index;
+pub mod indexer;
 mod keyed_lock;
 pub mod meta;
 mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_index;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
 pub mod registry;
@@ -25,6 +29,8 @@ pub mod sqlite;
 pub use blob::{BlobStore, ByteStream, UploadState};
 pub use error::{Result, StoreError};
 pub use fs::FsBlobStore;
+pub use index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
+pub use indexer::KindRule;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
 pub use open::{
     open, open_blobs, open_metadata, BlobLocation, Metadata, MetadataLocation, Opened, StoreConfig,

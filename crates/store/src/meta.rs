@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use wharf_oci::{Digest, Reference};
 
+use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::{Result, StoreError};
 
 /// A manifest as stored: the exact bytes that were pushed and the media type they were pushed as.
@@ -35,6 +36,8 @@ pub struct NewManifest {
     /// Whether `tag` may be moved off another manifest; when not, the put fails with
     /// [`StoreError::TagProtected`] inside the same transaction, so no race slips a move past.
     pub tag_may_move: bool,
+    /// What listings and search know of it.
+    pub info: ArtifactInfo,
 }
 
 /// A manifest whose `subject` is some digest, as a referrers listing needs it.
@@ -102,6 +105,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repositories(&self, last: Option<&str>, n: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, in digest order.
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+
+    /// Indexed manifests matching `q` (see [`ArtifactQuery`]).
+    async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>>;
+    /// Up to `limit` manifests stored before the index existed, to index them.
+    async fn manifests_unindexed(&self, limit: usize) -> Result<Vec<(String, StoredManifest)>>;
+    async fn manifest_set_info(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        info: &ArtifactInfo,
+    ) -> Result<()>;
 }
 
 /// Seconds since the epoch: the databases' timestamps.

@@ -13,9 +13,11 @@ use wharf_oci::{Digest, Reference};
 
 use wharf_auth::ApiKeyRecord;
 
+use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
+use crate::postgres_index;
 use crate::postgres_tls::Transport;
 use crate::{Result, SchemaVersions, StoreError};
 
@@ -73,6 +75,12 @@ CREATE TABLE api_keys (
     expires_at    BIGINT,
     revoked_at    BIGINT
 );
+"#,
+    r#"
+ALTER TABLE manifests ADD COLUMN kind TEXT, ADD COLUMN title TEXT, ADD COLUMN version TEXT,
+  ADD COLUMN app_version TEXT, ADD COLUMN description TEXT, ADD COLUMN keywords TEXT,
+  ADD COLUMN details TEXT, ADD COLUMN total_size BIGINT, ADD COLUMN search_text TEXT;
+CREATE INDEX manifests_by_kind ON manifests (kind, repo, digest);
 "#,
 ];
 
@@ -376,6 +384,7 @@ impl MetadataStore for PostgresMetadataStore {
             ],
         )
         .await?;
+        postgres_index::set_info(&tx, repo, &digest, &m.info).await?;
         if let Some(tag) = &m.tag {
             let st = tx
                 .prepare_cached(
@@ -484,6 +493,29 @@ impl MetadataStore for PostgresMetadataStore {
             .await?;
         let rows = c.query(&st, &[&last.unwrap_or(""), &(n as i64)]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
+        let c = self.pool.get().await?;
+        postgres_index::artifacts(&c, q).await
+    }
+
+    async fn manifests_unindexed(&self, limit: usize) -> Result<Vec<(String, StoredManifest)>> {
+        let c = self.pool.get().await?;
+        postgres_index::unindexed(&c, limit).await
+    }
+
+    async fn manifest_set_info(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        info: &ArtifactInfo,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        postgres_index::set_info(&tx, repo, &digest.to_string(), info).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

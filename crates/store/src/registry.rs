@@ -10,6 +10,8 @@ use bytes::Bytes;
 use wharf_oci::manifest::ManifestKind;
 use wharf_oci::{Descriptor, Digest, Manifest, Reference};
 
+use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
+use crate::indexer::{accepted_kinds, describe, KindRule};
 use crate::meta::{MetadataStore, NewManifest, StoredManifest, UploadRecord};
 use crate::{BlobStore, ByteStream, Result, StoreError};
 
@@ -17,12 +19,16 @@ use crate::{BlobStore, ByteStream, Result, StoreError};
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_manifest_size: usize,
+    /// Per repository pattern, the artifact kinds a push may store (first match decides;
+    /// repositories no rule matches accept every kind).
+    pub kind_rules: Vec<KindRule>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_size: 4 * 1024 * 1024,
+            kind_rules: Vec::new(),
         }
     }
 }
@@ -350,6 +356,7 @@ impl Registry {
             }
             Reference::Tag(t) => (Digest::sha256_of(&content), Some(t.clone())),
         };
+        let info = self.index_info(repo, &manifest, content.len()).await?;
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let annotations = manifest
             .annotations
@@ -373,9 +380,79 @@ impl Registry {
                 tag,
                 tag_may_move,
                 content,
+                info,
             })
             .await?;
         Ok(ManifestPut { digest, subject })
+    }
+
+    /// What the index records of a manifest about to be stored; refuses a kind the
+    /// repository does not accept and a chart or bundle config that is not what it claims.
+    async fn index_info(&self, repo: &str, m: &Manifest, size: usize) -> Result<ArtifactInfo> {
+        let kind = wharf_oci::ArtifactKind::of(m);
+        if let Some(rule) = accepted_kinds(&self.limits.kind_rules, repo) {
+            if !rule.accept.contains(&kind) {
+                let accepted: Vec<&str> = rule.accept.iter().map(|k| k.as_str()).collect();
+                return Err(StoreError::KindRefused(format!(
+                    "repository {repo} accepts only {}; this manifest is of kind {kind}",
+                    accepted.join(", "),
+                )));
+            }
+        }
+        // The config is read to index it: it must be in the repository first.
+        if let Some(c) = &m.config {
+            let read = matches!(
+                c.media_type.as_str(),
+                wharf_oci::media_type::HELM_CONFIG | wharf_oci::media_type::FLUX_CONFIG
+            );
+            if read && self.meta.blob_get(repo, &c.digest).await?.is_none() {
+                return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
+            }
+        }
+        describe(self.blobs.as_ref(), repo, m, size).await
+    }
+
+    /// Indexes manifests stored before the index existed, in batches; returns how many.
+    /// One whose config cannot be read is indexed by its kind and size alone.
+    pub async fn index_backlog(&self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let batch = self.meta.manifests_unindexed(100).await?;
+            if batch.is_empty() {
+                return Ok(done);
+            }
+            for (repo, stored) in batch {
+                let info = match Manifest::parse(Some(&stored.media_type), &stored.content) {
+                    Ok(m) => {
+                        match describe(self.blobs.as_ref(), &repo, &m, stored.content.len()).await {
+                            Ok(info) => info,
+                            Err(e) => {
+                                tracing::warn!(%repo, digest = %stored.digest, "indexing by kind only: {e}");
+                                ArtifactInfo {
+                                    kind: wharf_oci::ArtifactKind::of(&m).as_str().into(),
+                                    size: stored.content.len() as u64,
+                                    ..ArtifactInfo::default()
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => ArtifactInfo {
+                        kind: wharf_oci::ArtifactKind::Other.as_str().into(),
+                        size: stored.content.len() as u64,
+                        ..ArtifactInfo::default()
+                    },
+                };
+                self.meta
+                    .manifest_set_info(&repo, &stored.digest, &info)
+                    .await?;
+                done += 1;
+            }
+        }
+    }
+
+    /// Indexed manifests matching `q`.
+    pub async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
+        self.meta.artifacts(q).await
     }
 
     pub async fn manifest_get(&self, repo: &str, reference: &Reference) -> Result<StoredManifest> {

@@ -61,6 +61,11 @@ impl StoreArgs {
         if let Some(max) = file.limits.max_manifest_size {
             config.limits.max_manifest_size = max;
         }
+        config.limits.kind_rules = file
+            .artifact_kinds
+            .iter()
+            .map(FileKindRule::rule)
+            .collect::<Result<_, _>>()?;
         Ok(config)
     }
 
@@ -123,6 +128,39 @@ pub struct FileConfig {
     pub auth: Option<crate::auth_config::FileAuth>,
     /// HTTPS (and client certificates) served by Wharf itself.
     pub tls: Option<crate::tls::FileTls>,
+    /// Per repository pattern, the artifact kinds a push may store.
+    #[serde(default)]
+    pub artifact_kinds: Vec<FileKindRule>,
+}
+
+/// `[[artifact_kinds]]`: the repositories matching any of `repositories` accept only the
+/// kinds in `accept` (the first rule that matches a repository decides).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKindRule {
+    pub repositories: Vec<String>,
+    pub accept: Vec<String>,
+}
+
+impl FileKindRule {
+    fn rule(&self) -> Result<wharf_store::KindRule, String> {
+        let bad = |why: String| format!("[[artifact_kinds]]: {why}");
+        if self.repositories.is_empty() || self.accept.is_empty() {
+            return Err(bad("each rule needs repositories and accept".into()));
+        }
+        Ok(wharf_store::KindRule {
+            repositories: self
+                .repositories
+                .iter()
+                .map(|p| wharf_oci::Pattern::new(p).map_err(|e| bad(format!("{p:?}: {e}"))))
+                .collect::<Result<_, _>>()?,
+            accept: self
+                .accept
+                .iter()
+                .map(|k| k.parse().map_err(bad))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

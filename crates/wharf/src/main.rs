@@ -91,6 +91,8 @@ enum Command {
     /// Flux manifest bundles: push, pull, list, tag, diff (flux's OCI format).
     #[command(subcommand)]
     Artifact(cli::flux::ArtifactCommand),
+    /// Search artifacts across the repositories you may pull (a Wharf registry extension).
+    Search(cli::search::SearchArgs),
     /// Attach, get and list SBOMs (SPDX, CycloneDX) of manifests.
     #[command(subcommand)]
     Sbom(cli::sbom::SbomCommand),
@@ -148,6 +150,7 @@ fn main() -> ExitCode {
         Command::Tag(a) => return client(cli::block_on(cli::content::tag(a))),
         Command::Chart(c) => return client(cli::block_on(cli::chart::chart(c))),
         Command::Artifact(c) => return client(cli::block_on(cli::flux::artifact(c))),
+        Command::Search(a) => return client(cli::block_on(cli::search::search(a))),
         Command::Sbom(c) => return client(cli::block_on(cli::sbom::sbom(c))),
         Command::Key(c) => return client(cli::sign::key(c)),
         Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),

@@ -146,6 +146,17 @@ async fn serve(s: Settings) -> Result<(), String> {
         );
     }
     let s_read_only = s.read_only;
+    // Manifests stored before the artifact index existed are indexed once, in the background.
+    if !s.read_only {
+        let r = registry.clone();
+        tokio::spawn(async move {
+            match r.index_backlog().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(manifests = n, "indexed manifests stored before the index"),
+                Err(e) => tracing::warn!("indexing older manifests failed: {e}"),
+            }
+        });
+    }
     let expiry = (
         registry.clone(),
         Duration::from_secs(s.upload_expiry_secs),

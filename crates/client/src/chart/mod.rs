@@ -5,7 +5,6 @@
 //! dependencies (`Chart.lock` that helm accepts).
 
 pub mod archive;
-pub mod constraint;
 pub mod deps;
 pub mod meta;
 
@@ -19,8 +18,8 @@ use wharf_oci::media_type::{HELM_CHART_CONTENT, HELM_CHART_PROVENANCE, HELM_CONF
 use wharf_oci::{Descriptor, Digest, Manifest};
 
 pub use archive::{package, ChartArchive};
-pub use constraint::Constraint;
 pub use meta::{tag_to_version, version_to_tag, ChartMeta};
+pub use wharf_oci::Constraint;
 
 use crate::blobs::{BytesSource, NoProgress, SharedProgress};
 use crate::manifests::descriptor;

@@ -18,12 +18,14 @@ use wharf_oci::{Digest, Reference};
 
 use wharf_auth::ApiKeyRecord;
 
+use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
 use crate::{Result, SchemaVersions, StoreError};
 
 mod failure;
+mod index;
 mod schema;
 use failure::CommitFailure;
 use schema::MIGRATIONS;
@@ -398,6 +400,7 @@ impl MetadataStore for SqliteMetadataStore {
                 m.annotations,
                 t
             ])?;
+            index::set_info(tx, repo, &digest, &m.info)?;
             if let Some(tag) = &m.tag {
                 let written = tx
                     .prepare_cached(
@@ -513,6 +516,26 @@ impl MetadataStore for SqliteMetadataStore {
             Ok(names)
         })
         .await
+    }
+
+    async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
+        let q = q.clone();
+        self.read(move |c| index::artifacts(c, &q)).await
+    }
+
+    async fn manifests_unindexed(&self, limit: usize) -> Result<Vec<(String, StoredManifest)>> {
+        self.read(move |c| index::unindexed(c, limit)).await
+    }
+
+    async fn manifest_set_info(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        info: &ArtifactInfo,
+    ) -> Result<()> {
+        let (repo, digest, info) = (repo.to_string(), digest.to_string(), info.clone());
+        self.write(move |tx| Ok(index::set_info(tx, &repo, &digest, &info)?))
+            .await
     }
 
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

@@ -55,4 +55,16 @@ CREATE TABLE api_keys (
     revoked_at    INTEGER
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE manifests ADD COLUMN kind TEXT;
+ALTER TABLE manifests ADD COLUMN title TEXT;
+ALTER TABLE manifests ADD COLUMN version TEXT;
+ALTER TABLE manifests ADD COLUMN app_version TEXT;
+ALTER TABLE manifests ADD COLUMN description TEXT;
+ALTER TABLE manifests ADD COLUMN keywords TEXT;
+ALTER TABLE manifests ADD COLUMN details TEXT;
+ALTER TABLE manifests ADD COLUMN total_size INTEGER;
+ALTER TABLE manifests ADD COLUMN search_text TEXT;
+CREATE INDEX manifests_by_kind ON manifests (kind, repo, digest);
+"#,
 ];

@@ -104,6 +104,8 @@ is stored as '_' in the tag (OCI tags have no '+').")]
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Search the charts a registry holds (Wharf's search extension), like helm search repo.
+    Search(super::search::ChartSearchArgs),
     /// Resolve a chart's dependencies into charts/ (oci:// and file:// repositories).
     #[command(subcommand)]
     Dependency(DependencyCommand),
@@ -293,6 +295,7 @@ pub async fn chart(cmd: ChartCommand) -> Result<(), Error> {
             });
             Ok(())
         }
+        ChartCommand::Search(args) => super::search::chart_search(args).await,
         ChartCommand::RepoMetadata(RepoMetadataCommand::Push {
             file,
             remote,

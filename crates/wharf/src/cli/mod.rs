@@ -9,6 +9,7 @@ pub mod login;
 mod output;
 mod progress;
 pub mod sbom;
+pub mod search;
 pub mod sign;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,138 @@
+//! Wharf's `_wharf` extension from the client side: searching artifacts across the
+//! repositories the caller may pull, and listing one repository's artifacts with their
+//! kinds. Other registries do not offer it; a 404 says so in words.
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{check, Body};
+use crate::manifests::next_page;
+use crate::{Client, Error, Reference, Result};
+
+/// One artifact as the registry's index describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Found {
+    pub repository: String,
+    pub digest: String,
+    pub media_type: String,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    pub kind: String,
+    pub size: u64,
+    pub created: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub referrers: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+/// What to search for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    pub kind: Option<String>,
+    /// A version range (for charts).
+    pub version: Option<String>,
+    /// At most this many results (all pages are read up to it).
+    pub limit: usize,
+}
+
+/// Query-string encoding with spaces as `%20` (form encoding's `+` is ambiguous to
+/// servers that keep `+` for media types).
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+impl Client {
+    /// Searches the registry `r` names (its repository part is ignored).
+    pub async fn search(&self, r: &Reference, q: &SearchQuery) -> Result<Vec<Found>> {
+        let mut url = format!(
+            "{}/v2/_wharf/ext/search?q={}",
+            self.base_url(r),
+            enc(&q.text)
+        );
+        if let Some(k) = &q.kind {
+            url.push_str(&format!("&kind={}", enc(k)));
+        }
+        if let Some(v) = &q.version {
+            url.push_str(&format!("&version={}", enc(v)));
+        }
+        url.push_str(&format!("&n={}", q.limit.clamp(1, 1000)));
+        self.read_pages(
+            r,
+            url,
+            &["registry:catalog:*".to_string()],
+            "results",
+            q.limit,
+        )
+        .await
+    }
+
+    /// The artifacts of `r`'s repository, optionally of one kind.
+    pub async fn repository_artifacts(
+        &self,
+        r: &Reference,
+        kind: Option<&str>,
+    ) -> Result<Vec<Found>> {
+        let mut url = format!("{}/v2/{}/_wharf/artifacts", self.base_url(r), r.repository);
+        if let Some(k) = kind {
+            url.push_str(&format!("?kind={}", enc(k)));
+        }
+        let scope = [format!("repository:{}:pull", r.repository)];
+        self.read_pages(r, url, &scope, "artifacts", usize::MAX)
+            .await
+    }
+
+    async fn read_pages(
+        &self,
+        r: &Reference,
+        first: String,
+        scope: &[String],
+        field: &str,
+        limit: usize,
+    ) -> Result<Vec<Found>> {
+        let base = self.base_url(r);
+        let mut next = Some(first);
+        let mut out = Vec::new();
+        while let Some(url) = next.take() {
+            let resp = self
+                .send(r, Method::GET, &url, scope, HeaderMap::new(), Body::Empty)
+                .await?;
+            if resp.status() == 404 && field == "results" {
+                return Err(Error::Invalid(format!(
+                    "{} has no search API (it is a Wharf extension, /v2/_wharf/ext/search)",
+                    r.registry
+                )));
+            }
+            let resp = check(resp, "GET", &url).await?;
+            next = next_page(&resp, &base);
+            let v: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| Error::Protocol(format!("{url}: {e}")))?;
+            let items: Vec<Found> =
+                serde_json::from_value(v.get(field).cloned().unwrap_or_default())
+                    .map_err(|e| Error::Protocol(format!("{url}: {e}")))?;
+            out.extend(items);
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

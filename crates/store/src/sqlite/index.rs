@@ -1,0 +1,137 @@
+//! The artifact index in SQLite: the columns `manifest_put` fills and the one query that
+//! lists and searches them.
+
+use rusqlite::{params, Connection};
+
+use crate::index::{
+    keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
+};
+use crate::meta::{parse_digest, StoredManifest};
+use crate::Result;
+
+pub(super) fn set_info(
+    tx: &Connection,
+    repo: &str,
+    digest: &str,
+    info: &ArtifactInfo,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE manifests SET kind = ?3, title = ?4, version = ?5, app_version = ?6,
+           description = ?7, keywords = ?8, details = ?9, total_size = ?10, search_text = ?11
+         WHERE repo = ?1 AND digest = ?2",
+    )?
+    .execute(params![
+        repo,
+        digest,
+        info.kind,
+        info.name,
+        info.version,
+        info.app_version,
+        info.description,
+        keywords_to(&info.keywords),
+        info.details,
+        info.size as i64,
+        info.search_text(repo),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn artifacts(c: &Connection, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
+    let (after_repo, after_digest) = q.after.clone().unwrap_or_default();
+    let mut st = c.prepare_cached(
+        "SELECT m.repo, m.digest, m.media_type, m.artifact_type, m.kind, m.title, m.version,
+                m.app_version, m.description, m.keywords, m.details, m.total_size, m.created_at,
+                (SELECT group_concat(t.tag, char(10)) FROM tags t
+                  WHERE t.repo = m.repo AND t.digest = m.digest),
+                (SELECT count(*) FROM manifests r WHERE r.repo = m.repo AND r.subject = m.digest)
+         FROM manifests m
+         WHERE m.kind IS NOT NULL
+           AND (?1 IS NULL OR m.repo = ?1)
+           AND (?2 IS NULL OR substr(m.repo, 1, length(?2)) = ?2)
+           AND (?3 IS NULL OR m.kind = ?3)
+           AND (?4 IS NULL OR instr(m.search_text, ?4) > 0)
+           AND (NOT ?5 OR EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest))
+           AND (m.repo, m.digest) > (?6, ?7)
+         ORDER BY m.repo, m.digest
+         LIMIT ?8",
+    )?;
+    let rows = st
+        .query_map(
+            params![
+                q.repository,
+                q.repository_prefix,
+                q.kind,
+                q.text,
+                q.tagged,
+                after_repo,
+                after_digest,
+                q.limit as i64
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    ArtifactInfo {
+                        kind: r.get(4)?,
+                        name: r.get(5)?,
+                        version: r.get(6)?,
+                        app_version: r.get(7)?,
+                        description: r.get(8)?,
+                        keywords: keywords_from(r.get(9)?),
+                        details: r.get(10)?,
+                        size: r.get::<_, Option<i64>>(11)?.unwrap_or(0) as u64,
+                    },
+                    r.get::<_, i64>(12)?,
+                    r.get::<_, Option<String>>(13)?,
+                    r.get::<_, i64>(14)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(
+            |(repository, d, media_type, artifact_type, info, created, tags, referrers)| {
+                Ok(ArtifactRecord {
+                    repository,
+                    digest: parse_digest(d)?,
+                    media_type,
+                    artifact_type,
+                    info,
+                    created,
+                    tags: split_tags(tags),
+                    referrers: referrers as u64,
+                })
+            },
+        )
+        .collect()
+}
+
+pub(super) fn unindexed(c: &Connection, limit: usize) -> Result<Vec<(String, StoredManifest)>> {
+    let mut st = c.prepare_cached(
+        "SELECT repo, digest, media_type, content FROM manifests WHERE kind IS NULL LIMIT ?1",
+    )?;
+    let rows = st
+        .query_map([limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(repo, d, media_type, content)| {
+            Ok((
+                repo,
+                StoredManifest {
+                    digest: parse_digest(d)?,
+                    media_type,
+                    content: content.into(),
+                },
+            ))
+        })
+        .collect()
+}
