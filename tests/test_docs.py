@@ -7,9 +7,10 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, WHARF, start_wharf
+from conftest import GO_TOOLS, ROOT, WHARF, start_wharf
 
-PAGES = ["signing.md", "sboms.md"]
+PAGES = ["signing.md", "sboms.md", "charts.md", "chart-repository.md", "bundles.md",
+         "search.md"]
 
 
 def sh_blocks(page):
@@ -24,8 +25,12 @@ def test_doc_commands_run(page, tmp_path):
     server = start_wharf(tmp_path / "data")
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
-        env["PATH"] = f"{WHARF.parent}:{env['PATH']}"
+        # wharf and the Go tools the pages use beside it (helm, flux), with a home of their own
+        env["PATH"] = f"{WHARF.parent}:{GO_TOOLS}:{env['PATH']}"
         env["DOCKER_CONFIG"] = str(tmp_path / "docker")
+        env["HOME"] = str(tmp_path / "home")
+        env["XDG_CONFIG_HOME"] = str(tmp_path / "home" / ".config")
+        env["XDG_CACHE_HOME"] = str(tmp_path / "home" / ".cache")
         work = tmp_path / "work"
         work.mkdir()
         # the page's own `export REGISTRY=localhost:5000` is kept, pointed at this server

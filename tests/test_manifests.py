@@ -108,10 +108,11 @@ def test_artifact_with_custom_config_and_artifact_type(wharf):
     d = wharf.push_manifest("art", "v1", m)
     assert wharf("GET", f"/v2/art/manifests/{d}").json()["artifactType"] == \
         "application/vnd.example.thing"
-    chart_cfg = wharf.push_blob("art", b'{"name":"c"}')
+    chart_json = b'{"name":"c","version":"1.0.0"}'
+    chart_cfg = wharf.push_blob("art", chart_json)
     m2 = {"schemaVersion": 2,
           "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
-                     "digest": chart_cfg, "size": 12},
+                     "digest": chart_cfg, "size": len(chart_json)},
           "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
                       "digest": blob, "size": 16}]}
     wharf.push_manifest("art", "chart", m2)

@@ -228,3 +228,68 @@ def test_manifests_from_before_the_index_are_indexed(tmp_path, tool_env):
         assert [(f["kind"], f["name"]) for f in found] == [("helm-chart", "old")]
     finally:
         s.stop()
+
+
+def test_chart_repository_view_with_helm(tmp_path, tool_env):
+    """helm repo add / search repo / pull / template against the classic view of OCI charts,
+    with basic auth, following pushes and deletes at once."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(f"""
+[auth]
+[[auth.users]]
+name = "alice"
+password_hash = "{bcrypt_hash('alice-pw')}"
+[[auth.users]]
+name = "bob"
+password_hash = "{bcrypt_hash('bob-pw')}"
+[[auth.policies]]
+repositories = ["**"]
+users = ["alice"]
+actions = ["pull", "push", "delete"]
+[[auth.policies]]
+repositories = ["team/nginx"]
+users = ["bob"]
+actions = ["pull"]
+""")
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        env = dict(tool_env, WHARF_USERNAME="alice", WHARF_PASSWORD="alice-pw")
+        h, helm = s.host, go_tool("helm")
+        for name, version in [("redis", "17.1.0"), ("redis", "18.0.0+build.2"),
+                              ("nginx", "1.0.0")]:
+            tgz = make_chart(env, tmp_path, name, version, f"{name} chart", [name])
+            run(env, WHARF, "chart", "push", tgz, f"oci://{h}/team")
+        run(env, WHARF, "chart", "push", make_chart(env, tmp_path / "deep", "deep", "1.0.0",
+                                                    "nested", []), f"oci://{h}/team/sub")
+        repo_url = f"{s.url}/charts/team"
+        run(tool_env, helm, "repo", "add", "team", repo_url, "--username", "alice",
+            "--password", "alice-pw")
+        out = run(tool_env, helm, "search", "repo", "team/", "--versions").stdout.decode()
+        rows = [l.split("\t") for l in out.splitlines()[1:]]
+        assert sorted((r[0].strip(), r[1].strip()) for r in rows) == [
+            ("team/nginx", "1.0.0"), ("team/redis", "17.1.0"), ("team/redis", "18.0.0+build.2")]
+        # helm pull by repo name gets the very bytes pushed; template renders from it
+        (tmp_path / "pulled").mkdir()
+        run(tool_env, helm, "pull", "team/redis", "--version", "17.1.0", "-d",
+            tmp_path / "pulled")
+        assert (tmp_path / "pulled" / "redis-17.1.0.tgz").read_bytes() == \
+            (tmp_path / "pkg" / "redis-17.1.0.tgz").read_bytes()
+        tpl = run(tool_env, helm, "template", "rel", "team/redis").stdout.decode()
+        assert "name: rel-cm" in tpl
+        # the index follows a delete at once
+        run(env, WHARF, "untag", f"{h}/team/nginx:1.0.0")
+        run(tool_env, helm, "repo", "update")
+        out = run(tool_env, helm, "search", "repo", "team/").stdout.decode()
+        assert "team/nginx" not in out and "team/redis" in out
+        # bob sees only what he may pull; without credentials the view is closed
+        index = requests.get(f"{repo_url}/index.yaml", auth=("bob", "bob-pw")).text
+        assert "redis" not in index
+        assert requests.get(f"{repo_url}/index.yaml").status_code == 401
+        r = requests.get(f"{repo_url}/redis-17.1.0.tgz", auth=("bob", "bob-pw"))
+        assert r.status_code == 403
+        r = requests.get(f"{repo_url}/redis-9.9.9.tgz", auth=("alice", "alice-pw"))
+        assert r.status_code == 404
+        assert requests.put(f"{repo_url}/index.yaml", auth=("alice", "alice-pw"),
+                            data=b"x").status_code == 405
+    finally:
+        s.stop()
