@@ -184,6 +184,8 @@ def main():
                     help="measure the wharf client commands against skopeo and the oras SDK")
     ap.add_argument("--signing", action="store_true",
                     help="measure wharf sign/verify/attest against cosign, and the pull policy")
+    ap.add_argument("--artifacts", action="store_true",
+                    help="measure wharf chart/artifact beside helm and flux, and search")
     ap.add_argument("--auth", action="store_true",
                     help="measure access-control overhead beside Distribution with htpasswd")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -197,6 +199,9 @@ def main():
     if args.signing:
         import signing
         return signing.main(args.quick, args.out)
+    if args.artifacts:
+        import artifacts
+        return artifacts.main(args.quick, args.out)
     if args.auth:
         import auth
         return auth.main(args.quick, args.out)

@@ -113,7 +113,9 @@ def wrk_with_headers(server, url, headers, connections, seconds, script):
     script.write_text("".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items()))
     quiesce()
     c0 = cpu_seconds(server.proc.pid)
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
+    # wrk needs a connection per thread at least.
+    threads = str(min(2, connections))
+    out = subprocess.run(["wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s",
                           "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(server.proc.pid) - c0

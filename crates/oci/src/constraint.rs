@@ -91,6 +91,52 @@ impl Constraint {
         self.groups.iter().any(|g| g.iter().all(|c| c.matches(v)))
     }
 
+    /// Bounds on MAJOR.MINOR.PATCH (pre-release and build ignored, both ends inclusive)
+    /// that every matching version lies within; `None` where unbounded. Looser than the
+    /// constraint itself: a cheap pre-filter (an index range), with [`Constraint::matches`]
+    /// deciding.
+    pub fn core_bounds(&self) -> (Option<Version>, Option<Version>) {
+        let core = |v: &Version| Version::new(v.major, v.minor, v.patch);
+        let mut lows = Vec::new();
+        let mut highs = Vec::new();
+        for g in &self.groups {
+            let mut lo: Option<Version> = None;
+            let mut hi: Option<Version> = None;
+            for c in g {
+                let (l, h) = match c.op {
+                    Op::Ne => (None, None),
+                    Op::Eq if c.exact => (Some(core(&c.low)), Some(core(&c.low))),
+                    Op::Eq | Op::Tilde | Op::Caret => (Some(core(&c.low)), c.high.clone()),
+                    Op::Gt if c.exact => (Some(core(&c.low)), None),
+                    Op::Gt => (c.high.clone(), None),
+                    Op::Ge => (Some(core(&c.low)), None),
+                    Op::Lt => (None, Some(core(&c.low))),
+                    Op::Le if c.exact => (None, Some(core(&c.low))),
+                    Op::Le => (None, c.high.clone()),
+                };
+                if let Some(l) = l {
+                    lo = Some(lo.map_or(l.clone(), |x| x.max(l)));
+                }
+                if let Some(h) = h {
+                    hi = Some(hi.map_or(h.clone(), |x| x.min(h)));
+                }
+            }
+            lows.push(lo);
+            highs.push(hi);
+        }
+        let low = lows
+            .iter()
+            .all(Option::is_some)
+            .then(|| lows.into_iter().flatten().min())
+            .flatten();
+        let high = highs
+            .iter()
+            .all(Option::is_some)
+            .then(|| highs.into_iter().flatten().max())
+            .flatten();
+        (low, high)
+    }
+
     /// The highest of `versions` that matches.
     pub fn best<'a>(&self, versions: impl IntoIterator<Item = &'a Version>) -> Option<&'a Version> {
         versions
@@ -287,6 +333,50 @@ mod tests {
         let c = Constraint::parse("^1.0.0").unwrap();
         assert_eq!(c.best(&vs).unwrap().to_string(), "1.4.0");
         assert!(Constraint::parse(">5").unwrap().best(&vs).is_none());
+    }
+
+    #[test]
+    fn bounds_hold_every_match() {
+        let b = |c: &str| {
+            let (l, h) = Constraint::parse(c).unwrap().core_bounds();
+            (l.map(|v| v.to_string()), h.map(|v| v.to_string()))
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(b("^5.0.0"), (s("5.0.0"), s("6.0.0")));
+        assert_eq!(b(">=1.0.0 <2.0.0"), (s("1.0.0"), s("2.0.0")));
+        assert_eq!(b("1.2.3"), (s("1.2.3"), s("1.2.3")));
+        assert_eq!(b("^1.0.0 || ^3.0.0"), (s("1.0.0"), s("4.0.0")));
+        assert_eq!(b(">=2.0.0-rc.1"), (s("2.0.0"), None));
+        assert_eq!(b("*"), (s("0.0.0"), None));
+        assert_eq!(b("!=1.0.0"), (None, None));
+        assert_eq!(b("^1.0.0 || >=5.0.0"), (s("1.0.0"), None));
+        // every version a constraint matches is within its bounds
+        for c in [
+            "^1.2",
+            "~0.3.1",
+            ">1.2 <=3",
+            "1.x || 4.1.0-rc.1",
+            "<=2.0.0-beta",
+        ] {
+            let k = Constraint::parse(c).unwrap();
+            let (l, h) = k.core_bounds();
+            for v in [
+                "0.3.5",
+                "1.2.0",
+                "1.9.9",
+                "2.0.0-beta",
+                "3.0.0",
+                "4.1.0-rc.1",
+                "5.0.0",
+            ] {
+                let v = Version::parse(v).unwrap();
+                let core = Version::new(v.major, v.minor, v.patch);
+                if k.matches(&v) {
+                    assert!(l.as_ref().is_none_or(|l| &core >= l), "{c} {v}");
+                    assert!(h.as_ref().is_none_or(|h| &core <= h), "{c} {v}");
+                }
+            }
+        }
     }
 
     #[test]

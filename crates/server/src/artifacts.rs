@@ -167,7 +167,9 @@ pub(crate) async fn search(app: &App, req: Request, caller: Option<&Caller>) -> 
     };
     let mut found = Vec::new();
     let mut after = page.last.as_deref().map(split_last);
-    let batch = (page.n + 1).max(500);
+    // A page's worth first; when the filters applied here (rights, the exact range) drop
+    // rows, the next read asks for twice what is missing.
+    let mut batch = page.n + 1;
     let mut scanned = 0;
     while page.n > 0 && found.len() <= page.n && scanned < MAX_SCANNED {
         let rows = app
@@ -175,8 +177,9 @@ pub(crate) async fn search(app: &App, req: Request, caller: Option<&Caller>) -> 
             .artifacts(&ArtifactQuery {
                 kind: kind.clone(),
                 text: text.clone(),
-                // A version range only means something for what has versions.
                 tagged: false,
+                // The range's bounds narrow the scan; the range itself decides below.
+                versions: range.as_ref().map(|c| c.core_bounds()),
                 after: after.clone(),
                 limit: batch,
                 ..ArtifactQuery::default()
@@ -191,6 +194,8 @@ pub(crate) async fn search(app: &App, req: Request, caller: Option<&Caller>) -> 
         if done {
             break;
         }
+        let missing = (page.n + 1).saturating_sub(found.len());
+        batch = (2 * missing).clamp(32, 4096);
     }
     let mut extra = String::new();
     for (k, v) in [

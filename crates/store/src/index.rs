@@ -23,6 +23,14 @@ pub struct ArtifactInfo {
 }
 
 impl ArtifactInfo {
+    /// [`version_key`] of the version, when it is SemVer.
+    pub fn version_key(&self) -> Option<String> {
+        self.version
+            .as_deref()
+            .and_then(|v| semver::Version::parse(v).ok())
+            .map(|v| version_key(&v))
+    }
+
     /// The lower-case text a search matches against.
     pub fn search_text(&self, repo: &str) -> String {
         let mut s = repo.to_lowercase();
@@ -53,6 +61,14 @@ pub struct ArtifactQuery {
     pub tagged: bool,
     pub after: Option<(String, String)>,
     pub limit: usize,
+    /// Only manifests with a SemVer version whose MAJOR.MINOR.PATCH lies within these
+    /// inclusive bounds (either may be open): a pre-filter for a version range.
+    pub versions: Option<(Option<semver::Version>, Option<semver::Version>)>,
+}
+
+/// A version's sort key: MAJOR.MINOR.PATCH zero-padded, so text order is version order.
+pub fn version_key(v: &semver::Version) -> String {
+    format!("{:020}.{:020}.{:020}", v.major, v.minor, v.patch)
 }
 
 /// One manifest as listings report it.
@@ -82,6 +98,14 @@ pub(crate) fn split_tags(s: Option<String>) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// A query's version bounds as keys.
+pub(crate) fn bounds(q: &ArtifactQuery) -> (Option<String>, Option<String>) {
+    match &q.versions {
+        Some((l, h)) => (l.as_ref().map(version_key), h.as_ref().map(version_key)),
+        None => (None, None),
+    }
 }
 
 pub(crate) fn keywords_from(s: Option<String>) -> Vec<String> {

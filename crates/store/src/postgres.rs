@@ -79,8 +79,10 @@ CREATE TABLE api_keys (
     r#"
 ALTER TABLE manifests ADD COLUMN kind TEXT, ADD COLUMN title TEXT, ADD COLUMN version TEXT,
   ADD COLUMN app_version TEXT, ADD COLUMN description TEXT, ADD COLUMN keywords TEXT,
-  ADD COLUMN details TEXT, ADD COLUMN total_size BIGINT, ADD COLUMN search_text TEXT;
-CREATE INDEX manifests_by_kind ON manifests (kind, repo, digest);
+  ADD COLUMN details TEXT, ADD COLUMN total_size BIGINT, ADD COLUMN search_text TEXT,
+  ADD COLUMN version_key TEXT;
+CREATE INDEX manifests_search ON manifests (repo, digest, kind) INCLUDE (version_key, search_text)
+  WHERE kind IS NOT NULL;
 "#,
 ];
 

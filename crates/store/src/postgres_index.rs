@@ -4,7 +4,7 @@
 use deadpool_postgres::{Object, Transaction};
 
 use crate::index::{
-    keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
+    bounds, keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
 };
 use crate::meta::{parse_digest, StoredManifest};
 use crate::Result;
@@ -18,7 +18,8 @@ pub(crate) async fn set_info(
     let st = tx
         .prepare_cached(
             "UPDATE manifests SET kind = $3, title = $4, version = $5, app_version = $6,
-               description = $7, keywords = $8, details = $9, total_size = $10, search_text = $11
+               description = $7, keywords = $8, details = $9, total_size = $10, search_text = $11,
+               version_key = $12
              WHERE repo = $1 AND digest = $2",
         )
         .await?;
@@ -36,6 +37,7 @@ pub(crate) async fn set_info(
             &info.details,
             &(info.size as i64),
             &info.search_text(repo),
+            &info.version_key(),
         ],
     )
     .await?;
@@ -44,6 +46,7 @@ pub(crate) async fn set_info(
 
 pub(crate) async fn artifacts(c: &Object, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
     let (after_repo, after_digest) = q.after.clone().unwrap_or_default();
+    let (low, high) = bounds(q);
     let st = c
         .prepare_cached(
             "SELECT m.repo, m.digest, m.media_type, m.artifact_type, m.kind, m.title, m.version,
@@ -60,6 +63,9 @@ pub(crate) async fn artifacts(c: &Object, q: &ArtifactQuery) -> Result<Vec<Artif
                AND (NOT $5::bool OR EXISTS
                      (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest))
                AND (m.repo, m.digest) > ($6::text, $7::text)
+               AND (NOT $9::bool OR m.version_key IS NOT NULL)
+               AND ($10::text IS NULL OR m.version_key >= $10)
+               AND ($11::text IS NULL OR m.version_key <= $11)
              ORDER BY m.repo, m.digest
              LIMIT $8",
         )
@@ -76,6 +82,9 @@ pub(crate) async fn artifacts(c: &Object, q: &ArtifactQuery) -> Result<Vec<Artif
                 &after_repo,
                 &after_digest,
                 &(q.limit as i64),
+                &q.versions.is_some(),
+                &low,
+                &high,
             ],
         )
         .await?;

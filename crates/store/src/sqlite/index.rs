@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection};
 
 use crate::index::{
-    keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
+    bounds, keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
 };
 use crate::meta::{parse_digest, StoredManifest};
 use crate::Result;
@@ -17,7 +17,8 @@ pub(super) fn set_info(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE manifests SET kind = ?3, title = ?4, version = ?5, app_version = ?6,
-           description = ?7, keywords = ?8, details = ?9, total_size = ?10, search_text = ?11
+           description = ?7, keywords = ?8, details = ?9, total_size = ?10, search_text = ?11,
+           version_key = ?12
          WHERE repo = ?1 AND digest = ?2",
     )?
     .execute(params![
@@ -32,12 +33,14 @@ pub(super) fn set_info(
         info.details,
         info.size as i64,
         info.search_text(repo),
+        info.version_key(),
     ])?;
     Ok(())
 }
 
 pub(super) fn artifacts(c: &Connection, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
     let (after_repo, after_digest) = q.after.clone().unwrap_or_default();
+    let (low, high) = bounds(q);
     let mut st = c.prepare_cached(
         "SELECT m.repo, m.digest, m.media_type, m.artifact_type, m.kind, m.title, m.version,
                 m.app_version, m.description, m.keywords, m.details, m.total_size, m.created_at,
@@ -52,6 +55,9 @@ pub(super) fn artifacts(c: &Connection, q: &ArtifactQuery) -> Result<Vec<Artifac
            AND (?4 IS NULL OR instr(m.search_text, ?4) > 0)
            AND (NOT ?5 OR EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest))
            AND (m.repo, m.digest) > (?6, ?7)
+           AND (NOT ?9 OR m.version_key IS NOT NULL)
+           AND (?10 IS NULL OR m.version_key >= ?10)
+           AND (?11 IS NULL OR m.version_key <= ?11)
          ORDER BY m.repo, m.digest
          LIMIT ?8",
     )?;
@@ -65,7 +71,10 @@ pub(super) fn artifacts(c: &Connection, q: &ArtifactQuery) -> Result<Vec<Artifac
                 q.tagged,
                 after_repo,
                 after_digest,
-                q.limit as i64
+                q.limit as i64,
+                q.versions.is_some(),
+                low,
+                high
             ],
             |r| {
                 Ok((

@@ -65,6 +65,10 @@ ALTER TABLE manifests ADD COLUMN keywords TEXT;
 ALTER TABLE manifests ADD COLUMN details TEXT;
 ALTER TABLE manifests ADD COLUMN total_size INTEGER;
 ALTER TABLE manifests ADD COLUMN search_text TEXT;
-CREATE INDEX manifests_by_kind ON manifests (kind, repo, digest);
+ALTER TABLE manifests ADD COLUMN version_key TEXT;
+-- Search scans this instead of the table (whose rows carry the manifests' bytes), in the
+-- order results are returned, so a page is read only as far as it fills.
+CREATE INDEX manifests_search ON manifests (repo, digest, kind, version_key, search_text)
+  WHERE kind IS NOT NULL;
 "#,
 ];
