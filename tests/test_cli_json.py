@@ -90,6 +90,42 @@ def test_json_schema_of_each_command(registry, tmp_path):
         f"{h}/j/app:t3", f"{h}/j/app:t4"]
 
 
+def test_json_of_chart_artifact_and_search_commands(registry, tmp_path):
+    h = registry.host
+    run = lambda *a: wharf(tmp_path, *a, "--format", "json")  # noqa: E731
+
+    def doc(*args):
+        p = run(*args)
+        assert p.returncode in (0, 1), (args, p.stderr)
+        d = json.loads(p.stdout)
+        assert_camel(d)
+        return d
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 1.0.0\n")
+    assert doc("chart", "package", tmp_path / "c", "-d", tmp_path)["name"] == "c"
+    pushed = doc("chart", "push", tmp_path / "c-1.0.0.tgz", f"oci://{h}/charts")
+    assert pushed.keys() == {"reference", "digest", "name", "version", "config", "chart",
+                             "provenance"}
+    pulled = doc("chart", "pull", f"oci://{h}/charts/c", "-d", tmp_path / "p")
+    assert pulled["written"] == [str(tmp_path / "p" / "c-1.0.0.tgz")]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.yaml").write_text("kind: X\n")
+    bundle = ["--source", "s", "--revision", "r"]
+    assert doc("artifact", "push", f"oci://{h}/b:v1", "--path", tmp_path / "b", *bundle)[
+        "files"] == 1
+    assert doc("artifact", "pull", f"oci://{h}/b:v1", "-o", tmp_path / "u")["revision"] == "r"
+    assert doc("artifact", "tag", f"oci://{h}/b:v1", "--tag", "t")["tagged"] == [f"{h}/b:t"]
+    assert [a["tag"] for a in doc("artifact", "list", f"oci://{h}/b")["artifacts"]] == [
+        "t", "v1"]
+    (tmp_path / "b" / "y.yaml").write_text("kind: Y\n")
+    assert doc("artifact", "diff", f"oci://{h}/b:v1", "--path", tmp_path / "b")[
+        "differences"] == [{"change": "added", "path": "y.yaml"}]
+    found = doc("search", "c", "--registry", h)["results"]
+    assert [(f["kind"], f["name"]) for f in found if f["kind"] == "helm-chart"] == [
+        ("helm-chart", "c")]
+    assert doc("chart", "search", "", "--registry", h)["charts"][0]["version"] == "1.0.0"
+
+
 def test_text_lists_every_tag(registry, tmp_path):
     h = registry.host
     (tmp_path / "a.txt").write_text("a\n")

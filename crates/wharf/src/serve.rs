@@ -146,17 +146,6 @@ async fn serve(s: Settings) -> Result<(), String> {
         );
     }
     let s_read_only = s.read_only;
-    // Manifests stored before the artifact index existed are indexed once, in the background.
-    if !s.read_only {
-        let r = registry.clone();
-        tokio::spawn(async move {
-            match r.index_backlog().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(manifests = n, "indexed manifests stored before the index"),
-                Err(e) => tracing::warn!("indexing older manifests failed: {e}"),
-            }
-        });
-    }
     let expiry = (
         registry.clone(),
         Duration::from_secs(s.upload_expiry_secs),
@@ -188,6 +177,7 @@ async fn serve(s: Settings) -> Result<(), String> {
     if let Some(p) = &s.pull_policy {
         tracing::info!(rules = p.rules.len(), "pull policy on");
     }
+    let backlog = registry.clone();
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -218,6 +208,18 @@ async fn serve(s: Settings) -> Result<(), String> {
     tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on {scheme}://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::listener::serve(listener, options, app, stop_rx));
+    // Manifests stored before the artifact index existed are indexed once, in the
+    // background, once the registry serves.
+    if !s.read_only {
+        let r = backlog;
+        tokio::spawn(async move {
+            match r.index_backlog().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(manifests = n, "indexed manifests stored before the index"),
+                Err(e) => tracing::warn!("indexing older manifests failed: {e}"),
+            }
+        });
+    }
     finish(server, stop_tx, s.shutdown_timeout_secs).await
 }
 

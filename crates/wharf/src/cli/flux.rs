@@ -239,7 +239,7 @@ pub async fn artifact(cmd: ArtifactCommand) -> Result<(), Error> {
             }
             emit(
                 client.format,
-                &json!({"digest": desc.digest, "tags": done}),
+                &json!({"digest": desc.digest, "tagged": done}),
                 || {
                     done.iter()
                         .map(|t| format!("Tagged {t} ({})", desc.digest))
@@ -273,6 +273,11 @@ pub async fn artifact(cmd: ArtifactCommand) -> Result<(), Error> {
             });
             if diff.is_empty() {
                 Ok(())
+            } else if client.format == super::Format::Json {
+                // The differences are the one JSON document; the exit code says they exist.
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(super::EXIT_FAILURE.into());
             } else {
                 Err(Error::Invalid(format!(
                     "{} differs from {reference} in {} file{}",
