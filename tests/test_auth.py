@@ -22,6 +22,19 @@ def bcrypt_hash(pw):
     return bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
+def users_config(path, users, policies):
+    """Writes a Wharf config with `users` ({name: password}) and `policies` ([(repository
+    patterns, user names, actions)]), the token service on; returns `path`."""
+    text = "[auth]\n"
+    for name, pw in users.items():
+        text += f'[[auth.users]]\nname = "{name}"\npassword_hash = "{bcrypt_hash(pw)}"\n'
+    for repos, who, actions in policies:
+        text += (f"[[auth.policies]]\nrepositories = {json.dumps(repos)}\n"
+                 f"users = {json.dumps(who)}\nactions = {json.dumps(actions)}\n")
+    path.write_text(text)
+    return path
+
+
 def config_text(tmp_path, extra="", auth_extra=""):
     h = bcrypt_hash(PASSWORD)
     return f"""

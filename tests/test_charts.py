@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import WHARF, go_tool, start_wharf
-from test_auth import bcrypt_hash
+from test_auth import users_config
 
 
 def run(env, *cmd, cwd=None, check=True, stdin=None):
@@ -28,17 +28,8 @@ def run(env, *cmd, cwd=None, check=True, stdin=None):
 @pytest.fixture
 def authed(tmp_path):
     """A Wharf with one user, alice, behind the token service."""
-    cfg = tmp_path / "wharf.toml"
-    cfg.write_text(f"""
-[auth]
-[[auth.users]]
-name = "alice"
-password_hash = "{bcrypt_hash('alice-pw')}"
-[[auth.policies]]
-repositories = ["**"]
-users = ["alice"]
-actions = ["pull", "push", "delete"]
-""")
+    cfg = users_config(tmp_path / "wharf.toml", {"alice": "alice-pw"},
+                       [(["**"], ["alice"], ["pull", "push", "delete"])])
     s = start_wharf(tmp_path / "data", config=cfg)
     yield s
     s.stop()

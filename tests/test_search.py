@@ -12,7 +12,7 @@ import subprocess
 import requests
 
 from conftest import WHARF, go_tool, start_wharf
-from test_auth import bcrypt_hash
+from test_auth import users_config
 
 
 def run(env, *cmd, cwd=None, check=True):
@@ -124,24 +124,9 @@ def test_kinds_listing_and_search(wharf, tool_env, tmp_path):
 
 
 def test_search_respects_rights(tmp_path, tool_env):
-    cfg = tmp_path / "wharf.toml"
-    cfg.write_text(f"""
-[auth]
-[[auth.users]]
-name = "alice"
-password_hash = "{bcrypt_hash('alice-pw')}"
-[[auth.users]]
-name = "bob"
-password_hash = "{bcrypt_hash('bob-pw')}"
-[[auth.policies]]
-repositories = ["**"]
-users = ["alice"]
-actions = ["pull", "push"]
-[[auth.policies]]
-repositories = ["charts/nginx"]
-users = ["bob"]
-actions = ["pull"]
-""")
+    cfg = users_config(tmp_path / "wharf.toml", {"alice": "alice-pw", "bob": "bob-pw"},
+                       [(["**"], ["alice"], ["pull", "push"]),
+                        (["charts/nginx"], ["bob"], ["pull"])])
     s = start_wharf(tmp_path / "data", config=cfg)
     try:
         env = dict(tool_env, WHARF_USERNAME="alice", WHARF_PASSWORD="alice-pw")
@@ -233,24 +218,9 @@ def test_manifests_from_before_the_index_are_indexed(tmp_path, tool_env):
 def test_chart_repository_view_with_helm(tmp_path, tool_env):
     """helm repo add / search repo / pull / template against the classic view of OCI charts,
     with basic auth, following pushes and deletes at once."""
-    cfg = tmp_path / "wharf.toml"
-    cfg.write_text(f"""
-[auth]
-[[auth.users]]
-name = "alice"
-password_hash = "{bcrypt_hash('alice-pw')}"
-[[auth.users]]
-name = "bob"
-password_hash = "{bcrypt_hash('bob-pw')}"
-[[auth.policies]]
-repositories = ["**"]
-users = ["alice"]
-actions = ["pull", "push", "delete"]
-[[auth.policies]]
-repositories = ["team/nginx"]
-users = ["bob"]
-actions = ["pull"]
-""")
+    cfg = users_config(tmp_path / "wharf.toml", {"alice": "alice-pw", "bob": "bob-pw"},
+                       [(["**"], ["alice"], ["pull", "push", "delete"]),
+                        (["team/nginx"], ["bob"], ["pull"])])
     s = start_wharf(tmp_path / "data", config=cfg)
     try:
         env = dict(tool_env, WHARF_USERNAME="alice", WHARF_PASSWORD="alice-pw")

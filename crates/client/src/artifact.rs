@@ -104,6 +104,16 @@ pub fn title_for(path: &Path) -> Result<String> {
         .ok_or_else(|| Error::Invalid(format!("{}: the file name is not UTF-8", path.display())))
 }
 
+/// The entries of a directory in name order (walks that must give the same result twice).
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::file(dir, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::file(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 /// Where a layer titled `title` goes under `dir`, refusing titles that would leave it.
 pub fn safe_join(dir: &Path, title: &str) -> Result<PathBuf> {
     let p = Path::new(title);

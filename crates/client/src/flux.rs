@@ -128,11 +128,7 @@ fn walk(root: &Path, ignore: &Gitignore) -> Result<Vec<(String, PathBuf, std::fs
         ignore: &Gitignore,
         out: &mut Vec<(String, PathBuf, std::fs::Metadata)>,
     ) -> Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::file(dir, e))?
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::file(dir, e))?;
-        entries.sort_by_key(|e| e.file_name());
+        let entries = crate::artifact::sorted_entries(dir)?;
         for e in entries {
             let path = e.path();
             let md = std::fs::symlink_metadata(&path).map_err(|err| Error::file(&path, err))?;

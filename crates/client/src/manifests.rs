@@ -288,6 +288,27 @@ impl Client {
         scope: &[String],
         field: &str,
     ) -> Result<Vec<String>> {
+        let not_found = || Error::NotFound(r.name());
+        let items = self
+            .paginate_values(r, first, scope, field, usize::MAX, &not_found)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// The items of the array `field` over every page from `first` (following `Link`), up
+    /// to `limit`; a 404 is `on_404()`.
+    pub(crate) async fn paginate_values(
+        &self,
+        r: &Reference,
+        first: String,
+        scope: &[String],
+        field: &str,
+        limit: usize,
+        on_404: &dyn Fn() -> Error,
+    ) -> Result<Vec<serde_json::Value>> {
         let base = self.base_url(r);
         let mut next = Some(first);
         let mut out = Vec::new();
@@ -296,7 +317,7 @@ impl Client {
                 .send(r, Method::GET, &url, scope, HeaderMap::new(), Body::Empty)
                 .await?;
             if resp.status() == 404 {
-                return Err(Error::NotFound(r.name()));
+                return Err(on_404());
             }
             let resp = check(resp, "GET", &url).await?;
             next = next_page(&resp, &base);
@@ -305,7 +326,11 @@ impl Client {
                 .await
                 .map_err(|e| Error::Protocol(format!("{url}: {e}")))?;
             if let Some(items) = v.get(field).and_then(|t| t.as_array()) {
-                out.extend(items.iter().filter_map(|t| t.as_str().map(str::to_string)));
+                out.extend(items.iter().cloned());
+            }
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
             }
         }
         Ok(out)

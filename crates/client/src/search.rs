@@ -2,12 +2,8 @@
 //! repositories the caller may pull, and listing one repository's artifacts with their
 //! kinds. Other registries do not offer it; a 404 says so in words.
 
-use reqwest::header::HeaderMap;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{check, Body};
-use crate::manifests::next_page;
 use crate::{Client, Error, Reference, Result};
 
 /// One artifact as the registry's index describes it.
@@ -105,34 +101,17 @@ impl Client {
         field: &str,
         limit: usize,
     ) -> Result<Vec<Found>> {
-        let base = self.base_url(r);
-        let mut next = Some(first);
-        let mut out = Vec::new();
-        while let Some(url) = next.take() {
-            let resp = self
-                .send(r, Method::GET, &url, scope, HeaderMap::new(), Body::Empty)
-                .await?;
-            if resp.status() == 404 && field == "results" {
-                return Err(Error::Invalid(format!(
-                    "{} has no search API (it is a Wharf extension, /v2/_wharf/ext/search)",
-                    r.registry
-                )));
-            }
-            let resp = check(resp, "GET", &url).await?;
-            next = next_page(&resp, &base);
-            let v: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| Error::Protocol(format!("{url}: {e}")))?;
-            let items: Vec<Found> =
-                serde_json::from_value(v.get(field).cloned().unwrap_or_default())
-                    .map_err(|e| Error::Protocol(format!("{url}: {e}")))?;
-            out.extend(items);
-            if out.len() >= limit {
-                out.truncate(limit);
-                break;
-            }
-        }
-        Ok(out)
+        let missing = || match field {
+            "results" => Error::Invalid(format!(
+                "{} has no search API (it is a Wharf extension, /v2/_wharf/ext/search)",
+                r.registry
+            )),
+            _ => Error::NotFound(r.name()),
+        };
+        let items = self
+            .paginate_values(r, first, scope, field, limit, &missing)
+            .await?;
+        serde_json::from_value(serde_json::Value::Array(items))
+            .map_err(|e| Error::Protocol(format!("{}: {e}", r.registry)))
     }
 }

@@ -181,16 +181,7 @@ fn entry_path(path: &str) -> std::result::Result<String, String> {
 /// owners and times fixed (to `SOURCE_DATE_EPOCH` when set, else 0) and the gzip header
 /// carries no time. `.helmignore` is honoured, and dependencies must be in `charts/`.
 pub fn package(dir: &Path, out_dir: &Path) -> Result<(ChartMeta, PathBuf)> {
-    let chart_yaml = dir.join("Chart.yaml");
-    let yaml = std::fs::read(&chart_yaml).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Invalid(format!(
-            "{} has no Chart.yaml: not a chart directory",
-            dir.display()
-        )),
-        _ => Error::file(&chart_yaml, e),
-    })?;
-    let req = std::fs::read(dir.join("requirements.yaml")).ok();
-    let meta = ChartMeta::parse(&yaml, req.as_deref())?;
+    let meta = ChartMeta::load_dir(dir)?;
     check_dependencies(dir, &meta)?;
     let files = collect(dir)?;
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
@@ -274,11 +265,7 @@ fn walk(
     ignore: &Gitignore,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::file(dir, e))?
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::file(dir, e))?;
-    entries.sort_by_key(|e| e.file_name());
+    let entries = crate::artifact::sorted_entries(dir)?;
     for e in entries {
         let path = e.path();
         let rel = path

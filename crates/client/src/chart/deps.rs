@@ -95,16 +95,7 @@ pub fn dependency_registries(dir: &Path) -> Result<Vec<crate::Reference>> {
 }
 
 fn load(dir: &Path) -> Result<(ChartMeta, PathBuf)> {
-    let chart_yaml = dir.join("Chart.yaml");
-    let y = std::fs::read(&chart_yaml).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Invalid(format!(
-            "{} has no Chart.yaml: not a chart directory",
-            dir.display()
-        )),
-        _ => Error::file(&chart_yaml, e),
-    })?;
-    let req = std::fs::read(dir.join("requirements.yaml")).ok();
-    let meta = ChartMeta::parse(&y, req.as_deref())?;
+    let meta = ChartMeta::load_dir(dir)?;
     let lock = match meta.api_version.as_str() {
         "v1" => dir.join("requirements.lock"),
         _ => dir.join("Chart.lock"),

@@ -221,6 +221,20 @@ impl ChartMeta {
         Ok(m)
     }
 
+    /// Reads and validates the chart in directory `dir`.
+    pub fn load_dir(dir: &std::path::Path) -> Result<ChartMeta> {
+        let chart_yaml = dir.join("Chart.yaml");
+        let yaml = std::fs::read(&chart_yaml).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Invalid(format!(
+                "{} has no Chart.yaml: not a chart directory",
+                dir.display()
+            )),
+            _ => Error::file(&chart_yaml, e),
+        })?;
+        let req = std::fs::read(dir.join("requirements.yaml")).ok();
+        ChartMeta::parse(&yaml, req.as_deref())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::Invalid(format!("Chart.yaml: {why}")));
         if !matches!(self.api_version.as_str(), "v1" | "v2") {
