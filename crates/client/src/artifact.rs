@@ -425,6 +425,7 @@ pub async fn hash_file(path: &Path) -> Result<(Digest, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn titles() {
@@ -472,5 +473,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("outside"), "{e}");
+    }
+
+    fn gz_tar(
+        build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<std::fs::File>>),
+    ) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let gz = flate2::write::GzEncoder::new(f.reopen().unwrap(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        build(&mut b);
+        b.into_inner().unwrap().finish().unwrap();
+        f
+    }
+
+    #[test]
+    fn device_files_and_bombs_are_refused() {
+        let dev = gz_tar(|b| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Block);
+            h.set_size(0);
+            b.append_data(&mut h, "disk", std::io::empty()).unwrap();
+        });
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_directory(dev.path(), out.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a device file"), "{e}");
+        assert!(!out.path().join("disk").exists());
+
+        // 3 MiB of zeros, a few KiB packed: past a 1 MiB limit, within a 4 MiB one.
+        let bomb = gz_tar(|b| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3 << 20);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "zeros", std::io::repeat(0).take(3 << 20))
+                .unwrap();
+        });
+        assert!(std::fs::metadata(bomb.path()).unwrap().len() < 64 << 10);
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_directory_limited(bomb.path(), out.path(), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expands past 1 MiB"), "{e}");
+        unpack_directory_limited(bomb.path(), out.path(), 4 << 20).unwrap();
+        assert_eq!(
+            std::fs::metadata(out.path().join("zeros")).unwrap().len(),
+            3 << 20
+        );
     }
 }
