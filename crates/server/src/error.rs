@@ -45,7 +45,8 @@ impl ApiError {
     /// that an operator can find the cause.
     pub(crate) fn log_internal(mut self, method: &axum::http::Method) -> Self {
         if let Some(detail) = self.detail.take() {
-            let id = uuid::Uuid::new_v4().simple().to_string();
+            let id = crate::access::current_id()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             tracing::error!(request_id = %id, %method, status = %self.status, "{detail}");
             self.message = format!("{} (request id {id})", self.message);
         } else if self.status.is_server_error() {

@@ -3,6 +3,7 @@
 //! [`Registry`], and format the answer. Every failure becomes the spec's JSON error in
 //! [`error`], the one place where errors meet status codes.
 
+mod access;
 mod artifacts;
 pub mod auth;
 mod blobs;
@@ -88,10 +89,23 @@ pub fn router(registry: Arc<Registry>, options: ServerOptions, auth: Option<Arc<
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let id = access::request_id(req.headers());
+    let span = tracing::info_span!("request", id = %id);
+    let served = access::CURRENT.scope(id.clone(), handle(app, req));
+    let mut response = tracing::Instrument::instrument(served, span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(access::REQUEST_ID, v);
+    }
+    response
+}
+
+async fn handle(app: Arc<App>, req: Request) -> Response {
     let method = req.method().clone();
     // Only paths are logged: query strings can carry tokens once auth lands.
     let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let started = std::time::Instant::now();
+    let (route_name, repository) = access::route_of(req.uri().path());
+    let bytes_in = request::content_length(&req);
     // Requests without a body (most GETs) skip the shared handle.
     let (req, body) = if request::has_body(&req) {
         let expect = req.headers().contains_key(header::EXPECT);
@@ -116,6 +130,14 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     response
         .headers_mut()
         .insert("docker-distribution-api-version", API_VERSION);
+    access::log(
+        &method,
+        route_name,
+        repository.as_deref(),
+        &response,
+        bytes_in,
+        started.elapsed(),
+    );
     if let Some(path) = path {
         tracing::debug!(
             %method,
@@ -129,6 +151,11 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 async fn route(app: &App, req: Request) -> ApiResult {
+    match req.uri().path() {
+        "/healthz" => return Ok(json_response(StatusCode::OK, r#"{"status":"up"}"#)),
+        "/readyz" => return Ok(access::ready(&app.registry).await),
+        _ => {}
+    }
     if req.uri().path() == "/token" {
         if let Some(auth) = &app.auth {
             // Only the GET form of the token protocol. Clients that try the OAuth2 POST
@@ -160,7 +187,20 @@ async fn route(app: &App, req: Request) -> ApiResult {
         ));
     }
     let caller = authorize(app, &route, Head::of(&req)).await?;
-    let caller = caller.as_ref();
+    let who = caller.as_ref().map(|c| access::User(c.subject.id()));
+    // Errors become responses here, so the access log names the caller of a refusal too.
+    let mut answer = match serve_route(app, route, req, caller.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => e.log_internal(&m).into_response(),
+    };
+    if let Some(who) = who {
+        answer.extensions_mut().insert(who);
+    }
+    Ok(answer)
+}
+
+async fn serve_route(app: &App, route: Route, req: Request, caller: Option<&Caller>) -> ApiResult {
+    let m = req.method().clone();
     let head = m == Method::HEAD;
     match (route, m) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}")),

@@ -68,6 +68,14 @@ pub(crate) fn header_str(req: &Request, name: header::HeaderName) -> Option<&str
 }
 
 /// Whether the request carries a body at all (a PUT closing an upload may or may not).
+/// The request's declared body size, when it declares one.
+pub(crate) fn content_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 pub(crate) fn has_body(req: &Request) -> bool {
     axum::body::HttpBody::size_hint(req.body()).exact() != Some(0)
 }

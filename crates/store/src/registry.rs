@@ -450,6 +450,23 @@ impl Registry {
         }
     }
 
+    /// Whether each store answers: the metadata database (a one-row read) and the blob
+    /// store (a lookup of one digest); the errors as text.
+    pub async fn ready(
+        &self,
+    ) -> (
+        std::result::Result<(), String>,
+        std::result::Result<(), String>,
+    ) {
+        let meta = self.meta.repositories(None, 1).await.map(drop);
+        let probe = Digest::sha256_of(b"");
+        let blobs = self.blobs.stat(&probe).await.map(drop);
+        (
+            meta.map_err(|e| e.to_string()),
+            blobs.map_err(|e| e.to_string()),
+        )
+    }
+
     /// Indexed manifests matching `q`.
     pub async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
         self.meta.artifacts(q).await

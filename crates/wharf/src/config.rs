@@ -120,6 +120,10 @@ pub struct FileConfig {
     /// A signature policy enforced on pulls.
     pub pull_policy: Option<PathBuf>,
     pub log: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// One log line per request.
+    pub access_log: Option<bool>,
     #[serde(default)]
     pub limits: FileLimits,
     pub s3: Option<FileS3>,
@@ -205,6 +209,7 @@ pub struct Settings {
     pub read_only: bool,
     pub pull_policy: Option<std::sync::Arc<wharf_sign::policy::Policy>>,
     pub log: String,
+    pub log_json: bool,
     pub max_page_size: usize,
     pub chunk_min_length: u64,
     pub body_idle_timeout_secs: u64,

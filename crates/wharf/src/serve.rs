@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or wharf_server=debug [default: info]
     #[arg(long, env = "WHARF_LOG", value_name = "FILTER")]
     log: Option<String>,
+    /// Log lines as text for people or one JSON object each for collectors [default: text]
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// One log line per request (target wharf::access) [default: true]
+    #[arg(long, env = "WHARF_ACCESS_LOG", value_name = "BOOL")]
+    access_log: Option<bool>,
 }
 
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
@@ -78,7 +84,18 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
             Some(p) => Some(std::sync::Arc::new(crate::policy_file::load(&p)?)),
             None => None,
         },
-        log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        log: {
+            let filter = args.log.or(file.log).unwrap_or_else(|| "info".into());
+            match args.access_log.or(file.access_log).unwrap_or(true) {
+                true => filter,
+                false => format!("{filter},wharf::access=off"),
+            }
+        },
+        log_json: match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(format!("log_format {other:?} is neither text nor json")),
+        },
         max_page_size: l.max_page_size.unwrap_or(d.max_page_size),
         chunk_min_length: l.chunk_min_length.unwrap_or(d.chunk_min_length),
         body_idle_timeout_secs: l
@@ -102,14 +119,27 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let s = settle(args)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&s.log)
-                .map_err(|e| format!("invalid log filter {:?}: {e}", s.log))?,
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&s.log)
+        .map_err(|e| format!("invalid log filter {:?}: {e}", s.log))?;
+    // Lines are written by a thread of their own, so a request never waits on a write to
+    // stderr (one access line each adds up); none is dropped, and the guard flushes the
+    // rest when `run` returns.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if s.log_json {
+        // One object per line; the request's id is in its span, on every line it logs.
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     if !s.listen.ip().is_loopback() && !s.allow_anonymous && s.auth.is_none() {
         return Err(format!(
             "refusing to serve {} without authentication on a non-loopback address; \
