@@ -248,6 +248,11 @@ def test_bad_charts_are_refused(peer_registry, tool_env, tmp_path):
                                     *[(f"c/z{i}", bytes(4 << 20), "f") for i in range(26)]])
     assert (tmp_path / "bomb.tgz").stat().st_size < 1 << 20
     refused("chart", "push", "bomb.tgz", f"oci://{h}/x", why="expands past 100 MiB")
+    with open(tmp_path / "huge.tgz", "wb") as f:  # sparse: refused before it is read
+        f.truncate(101 << 20)
+    refused("chart", "push", "huge.tgz", f"oci://{h}/x",
+            why="a chart archive is at most 100 MiB")
+    refused("chart", "show", "chart", "huge.tgz", why="a chart archive is at most 100 MiB")
     # nothing reached the registry
     assert requests.get(f"{peer_registry.url}/v2/x/c/tags/list").status_code == 404
 

@@ -150,7 +150,8 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
-fn now_rfc3339() -> String {
+/// Now, as the `org.opencontainers.image.created` annotations of oras, helm and flux write it.
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use wharf_oci::media_type::{FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST};
 use wharf_oci::{Digest, Manifest};
 
-use crate::artifact::{unpack_directory_limited, ANNOTATION_CREATED};
+use crate::artifact::{now_rfc3339, unpack_directory_limited, ANNOTATION_CREATED};
 use crate::blobs::{BytesSource, FileSource, NoProgress, SharedProgress};
 use crate::manifests::descriptor;
 use crate::{Client, Error, Reference, Result};
@@ -222,10 +222,6 @@ pub fn build_bundle(path: &Path, ignore: &[String]) -> Result<(tempfile::NamedTe
     let mut w = gz.finish().map_err(|e| Error::file(path, e))?;
     std::io::Write::flush(&mut w).map_err(|e| Error::file(path, e))?;
     Ok((tmp, files))
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 fn quiet() -> SharedProgress {

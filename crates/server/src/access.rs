@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use wharf_store::Registry;
 
+use crate::error::ApiError;
 use crate::json_response;
 use crate::route::Route;
 
@@ -50,15 +51,23 @@ pub(crate) fn current_id() -> Option<String> {
     CURRENT.try_with(|id| id.clone()).ok()
 }
 
-/// The endpoint a path names, as a fixed label, and the repository in it.
-pub(crate) fn route_of(path: &str) -> (&'static str, Option<String>) {
+/// What a path names: a fixed label for the log, the repository in it, and for the
+/// distribution API the parsed route, which the dispatcher uses (the path is parsed once).
+pub(crate) fn route_of(
+    path: &str,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<Result<Route, ApiError>>,
+) {
     match path {
-        "/healthz" | "/readyz" => return ("health", None),
-        "/token" => return ("token", None),
-        p if p.starts_with("/charts/") => return ("chart-repository", None),
+        "/healthz" | "/readyz" => return ("health", None, None),
+        "/token" => return ("token", None, None),
+        p if p.starts_with("/charts/") => return ("chart-repository", None, None),
         _ => {}
     }
-    match Route::parse(path) {
+    let parsed = Route::parse(path);
+    let (label, name) = match &parsed {
         Ok(Route::Base) => ("base", None),
         Ok(Route::Catalog) => ("catalog", None),
         Ok(Route::Extensions) => ("extensions", None),
@@ -70,7 +79,8 @@ pub(crate) fn route_of(path: &str) -> (&'static str, Option<String>) {
         Ok(Route::Referrers { name, .. }) => ("referrers", Some(name)),
         Ok(Route::Artifacts { name }) => ("artifacts", Some(name)),
         Err(_) => ("unknown", None),
-    }
+    };
+    (label, name.cloned(), Some(parsed))
 }
 
 /// One access-log line: method, route, repository, status, bytes in and out, duration and
@@ -147,15 +157,20 @@ mod tests {
 
     #[test]
     fn routes_are_fixed_labels() {
+        let labels = |p: &str| {
+            let (l, r, _) = route_of(p);
+            (l, r)
+        };
         assert_eq!(
-            route_of("/v2/a/b/manifests/v1"),
+            labels("/v2/a/b/manifests/v1"),
             ("manifest", Some("a/b".into()))
         );
-        assert_eq!(
-            route_of("/v2/a/blobs/uploads/"),
-            ("upload", Some("a".into()))
+        assert_eq!(labels("/v2/a/blobs/uploads/"), ("upload", Some("a".into())));
+        assert_eq!(labels("/readyz"), ("health", None));
+        assert_eq!(labels("/nope"), ("unknown", None));
+        assert!(
+            route_of("/v2/a/tags/list").2.unwrap().is_ok(),
+            "the parsed route is kept"
         );
-        assert_eq!(route_of("/readyz"), ("health", None));
-        assert_eq!(route_of("/nope"), ("unknown", None));
     }
 }

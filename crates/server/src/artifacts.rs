@@ -76,7 +76,9 @@ pub(crate) fn extensions() -> Response {
     let body = serde_json::json!({
         "extensions": [{
             "name": "_wharf",
-            "url": "https://github.com/wharf-registry/wharf/blob/main/docs/search.md",
+            // Its reference is docs/search.md in the Wharf sources; no public address is
+            // promised, so the link is relative to them.
+            "url": "docs/search.md",
             "description": "artifact kinds, listings with referrer counts, and search across repositories",
             "endpoints": ["_wharf/ext/search", "{name}/_wharf/artifacts"],
         }]

@@ -181,7 +181,12 @@ async fn archive(app: &App, repo: &str, version: &str, head: bool) -> ApiResult 
         .registry
         .manifest_get(repo, &Reference::Tag(tag))
         .await
-        .map_err(|_| not_found(format!("no chart {repo} version {version}")))?;
+        .map_err(|e| match e {
+            wharf_store::StoreError::ManifestUnknown => {
+                not_found(format!("no chart {repo} version {version}"))
+            }
+            e => ApiError::from(e),
+        })?;
     let m = wharf_oci::Manifest::parse(Some(&stored.media_type), &stored.content)?;
     let layer = m
         .layers

@@ -104,7 +104,7 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     // Only paths are logged: query strings can carry tokens once auth lands.
     let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let started = std::time::Instant::now();
-    let (route_name, repository) = access::route_of(req.uri().path());
+    let (route_name, repository, parsed) = access::route_of(req.uri().path());
     let bytes_in = request::content_length(&req);
     // Requests without a body (most GETs) skip the shared handle.
     let (req, body) = if request::has_body(&req) {
@@ -115,7 +115,7 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     } else {
         (req, None)
     };
-    let mut response = match route(&app, req).await {
+    let mut response = match route(&app, req, parsed).await {
         Ok(r) => r,
         Err(e) => e.log_internal(&method).into_response(),
     };
@@ -150,7 +150,8 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     response
 }
 
-async fn route(app: &App, req: Request) -> ApiResult {
+/// Serves `req`; `parsed` is its path as a distribution API route, when it is one.
+async fn route(app: &App, req: Request, parsed: Option<Result<Route, ApiError>>) -> ApiResult {
     match req.uri().path() {
         "/healthz" => return Ok(json_response(StatusCode::OK, r#"{"status":"up"}"#)),
         "/readyz" => return Ok(access::ready(&app.registry).await),
@@ -178,7 +179,10 @@ async fn route(app: &App, req: Request) -> ApiResult {
         let rest = rest.to_string();
         return chart_repo::serve(app, &rest, req).await;
     }
-    let route = Route::parse(req.uri().path())?;
+    let route = match parsed {
+        Some(r) => r?,
+        None => Route::parse(req.uri().path())?,
+    };
     let m = req.method().clone();
     if app.options.read_only && !matches!(m, Method::GET | Method::HEAD) {
         return Err(ApiError::new(

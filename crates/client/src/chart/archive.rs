@@ -129,6 +129,25 @@ impl ChartArchive {
         Ok(ChartArchive { meta, files })
     }
 
+    /// Reads the `.tgz` at `path`, refusing a file larger than a chart may expand to
+    /// before reading it into memory.
+    pub fn read_path(path: &Path) -> Result<(ChartArchive, bytes::Bytes)> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| Error::file(path, e))?
+            .len();
+        if size > MAX_EXPANDED {
+            return Err(Error::Invalid(format!(
+                "{}: {size} bytes; a chart archive is at most {} MiB",
+                path.display(),
+                MAX_EXPANDED >> 20
+            )));
+        }
+        let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| Error::file(path, e))?);
+        let archive = ChartArchive::read(&bytes)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        Ok((archive, bytes))
+    }
+
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.files
             .iter()
@@ -198,9 +217,12 @@ pub fn package(dir: &Path, out_dir: &Path) -> Result<(ChartMeta, PathBuf)> {
     let mut tar = tar::Builder::new(gz);
     let mut total = 0u64;
     for (rel, src) in &files {
-        let data = std::fs::read(src).map_err(|e| Error::file(src, e))?;
-        total += data.len() as u64;
-        if data.len() as u64 > MAX_FILE || total > MAX_EXPANDED {
+        // Sized before reading, so an oversized file is refused without loading it.
+        let len = std::fs::metadata(src)
+            .map_err(|e| Error::file(src, e))?
+            .len();
+        total += len;
+        if len > MAX_FILE || total > MAX_EXPANDED {
             return Err(Error::Invalid(format!(
                 "{}: the chart would be past helm's limits ({} MiB a file, {} MiB in all)",
                 src.display(),
@@ -208,6 +230,7 @@ pub fn package(dir: &Path, out_dir: &Path) -> Result<(ChartMeta, PathBuf)> {
                 MAX_EXPANDED >> 20
             )));
         }
+        let data = std::fs::read(src).map_err(|e| Error::file(src, e))?;
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(data.len() as u64);

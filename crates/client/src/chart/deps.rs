@@ -45,10 +45,7 @@ pub fn vendored(dir: &Path) -> Result<Vec<(String, semver::Version)>> {
     for e in rd {
         let p = e.map_err(|e| Error::file(&charts, e))?.path();
         let meta = if p.extension().is_some_and(|x| x == "tgz") {
-            let b = std::fs::read(&p).map_err(|e| Error::file(&p, e))?;
-            ChartArchive::read(&b)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
-                .meta
+            ChartArchive::read_path(&p)?.0.meta
         } else if p.join("Chart.yaml").is_file() {
             let y = std::fs::read(p.join("Chart.yaml")).map_err(|e| Error::file(&p, e))?;
             ChartMeta::parse(&y, None)

@@ -21,6 +21,7 @@ pub use archive::{package, ChartArchive};
 pub use meta::{tag_to_version, version_to_tag, ChartMeta};
 pub use wharf_oci::Constraint;
 
+use crate::artifact::now_rfc3339;
 use crate::blobs::{BytesSource, NoProgress, SharedProgress};
 use crate::manifests::descriptor;
 use crate::{Client, Error, Reference, Result};
@@ -135,10 +136,6 @@ impl<'a> From<&'a Descriptor> for GoDescriptor<'a> {
     }
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
 impl Client {
     /// Pushes `CHART.tgz` (and `CHART.tgz.prov` beside it, if any) as `NAMESPACE/NAME:VERSION`,
     /// with the manifest `helm push` writes.
@@ -149,9 +146,7 @@ impl Client {
         tgz_path: &Path,
         progress: &SharedProgress,
     ) -> Result<ChartPushed> {
-        let tgz = Bytes::from(std::fs::read(tgz_path).map_err(|e| Error::file(tgz_path, e))?);
-        let archive = ChartArchive::read(&tgz)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", tgz_path.display())))?;
+        let (archive, tgz) = ChartArchive::read_path(tgz_path)?;
         let meta = &archive.meta;
         let prov_path = tgz_path.with_extension("tgz.prov");
         let prov = match std::fs::read(&prov_path) {

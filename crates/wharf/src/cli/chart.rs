@@ -262,9 +262,7 @@ pub async fn chart(cmd: ChartCommand) -> Result<(), Error> {
                     .await?
                     .archive
             } else {
-                let bytes = std::fs::read(&reference).map_err(|e| Error::file(&reference, e))?;
-                ChartArchive::read(&bytes)
-                    .map_err(|e| Error::Invalid(format!("{reference}: {e}")))?
+                ChartArchive::read_path(std::path::Path::new(&reference))?.0
             };
             print!("{}", show(&archive, what));
             Ok(())
