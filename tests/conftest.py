@@ -208,6 +208,15 @@ def wharf(request, tmp_path):
     s.stop()
 
 
+def run_wharf(env, *args, cwd=None, check=True):
+    """Runs the wharf CLI with `env`; with `check`, fails the test unless it exits 0."""
+    r = subprocess.run([str(WHARF), *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

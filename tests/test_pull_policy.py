@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import OCI_MANIFEST, WHARF, assert_config_refused, error_code, go_tool, start_wharf
+from conftest import (OCI_MANIFEST, WHARF, assert_config_refused, error_code, go_tool, run_wharf,
+                      start_wharf)
 
 POLICY = """
 [[rules]]
@@ -32,12 +33,7 @@ def env(tool_env):
     return dict(tool_env, COSIGN_PASSWORD="pw")
 
 
-def wharf(env, *args, cwd=None, check=True):
-    r = subprocess.run([str(WHARF), *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                       text=True, timeout=120)
-    if check:
-        assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r
+wharf = run_wharf
 
 
 @pytest.fixture

@@ -224,6 +224,11 @@ impl Auth {
         }
     }
 
+    /// Whether the caller is one of the configured admins (`[auth] admins`, users or groups).
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        self.config.policies.is_admin(&caller.subject)
+    }
+
     /// Rights for listings, which a token's scopes do not cover: the subject's own rights.
     pub fn subject_rights(&self, caller: &Caller, repository: &str) -> Actions {
         self.config.policies.rights(&caller.subject, repository)

@@ -63,6 +63,7 @@ pub(crate) fn route_of(
     match path {
         "/healthz" | "/readyz" => return ("health", None, None),
         "/token" => return ("token", None, None),
+        "/metrics" => return ("metrics", None, None),
         p if p.starts_with("/charts/") => return ("chart-repository", None, None),
         _ => {}
     }

@@ -12,6 +12,7 @@ mod drain;
 pub mod error;
 mod listing;
 mod manifests;
+pub mod metrics;
 mod pull_policy;
 mod request;
 pub mod route;
@@ -47,6 +48,22 @@ pub struct ServerOptions {
     pub read_only: bool,
     /// Signature policy enforced on manifest pulls (see `pull_policy`).
     pub pull_policy: Option<Arc<wharf_sign::policy::Policy>>,
+    /// Metrics, recorded when present.
+    pub metrics: Option<Arc<metrics::Metrics>>,
+    /// Who may read `/metrics` on this port.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics` on the API port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone (also what an open registry, without access control, does with any setting
+    /// but `Elsewhere`).
+    Public,
+    /// Admins and these users, once authenticated.
+    Users(Vec<String>),
+    /// Nobody: the metrics are served on a port of their own ([`metrics_router`]).
+    Elsewhere,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +75,8 @@ impl Default for ServerOptions {
             drain_max_bytes: 64 * 1024 * 1024,
             read_only: false,
             pull_policy: None,
+            metrics: None,
+            metrics_access: MetricsAccess::Users(Vec::new()),
         }
     }
 }
@@ -84,6 +103,57 @@ pub fn router(registry: Arc<Registry>, options: ServerOptions, auth: Option<Arc<
         pull_policy,
     });
     Router::new().fallback(dispatch).with_state(app)
+}
+
+/// `/metrics` alone, for a listener of its own (an address only Prometheus reaches).
+pub fn metrics_router(registry: Arc<Registry>, metrics: Arc<metrics::Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { metrics_response(&metrics, &registry).await }),
+    )
+}
+
+async fn metrics_response(metrics: &metrics::Metrics, registry: &Registry) -> Response {
+    let mut r = Response::new(Body::from(metrics.render(registry).await));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `/metrics` on the API port, for whom the operator allows.
+async fn serve_metrics(app: &App, req: Head<'_>) -> ApiResult {
+    let (Some(metrics), false) = (
+        &app.options.metrics,
+        app.options.metrics_access == MetricsAccess::Elsewhere,
+    ) else {
+        return Err(ApiError::new(
+            ErrorCode::NameUnknown,
+            "no metrics here: the registry serves them on the address in [metrics] listen, \
+             or not at all",
+        )
+        .with_status(StatusCode::NOT_FOUND));
+    };
+    if req.method != Method::GET {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            format!("method {} is not allowed on /metrics", req.method),
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .with_header("allow", "GET".into()));
+    }
+    if let (Some(auth), MetricsAccess::Users(users)) = (&app.auth, &app.options.metrics_access) {
+        let caller = check_need(auth, Need::Login, None, req).await?;
+        let who = caller.subject.id();
+        if !auth.is_admin(&caller) && !users.iter().any(|u| u == &who) {
+            return Err(ApiError::new(
+                ErrorCode::Denied,
+                format!("{who} may not read the metrics (admins and [metrics] users may)"),
+            ));
+        }
+    }
+    Ok(metrics_response(metrics, &app.registry).await)
 }
 
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
@@ -119,6 +189,15 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.log_internal(&method).into_response(),
     };
+    if let Some(metrics) = &app.options.metrics {
+        metrics.record(
+            &method,
+            route_name,
+            repository.as_deref(),
+            &mut response,
+            started,
+        );
+    }
     if let Some((handle, expect)) = body {
         let limits = drain::DrainLimits {
             max_bytes: app.options.drain_max_bytes,
@@ -155,6 +234,7 @@ async fn route(app: &App, req: Request, parsed: Option<Result<Route, ApiError>>)
     match req.uri().path() {
         "/healthz" => return Ok(json_response(StatusCode::OK, r#"{"status":"up"}"#)),
         "/readyz" => return Ok(access::ready(&app.registry).await),
+        "/metrics" => return serve_metrics(app, Head::of(&req)).await,
         _ => {}
     }
     if req.uri().path() == "/token" {

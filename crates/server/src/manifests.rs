@@ -3,12 +3,13 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use wharf_oci::{ErrorCode, Reference};
 use wharf_store::StoreError;
 
 use crate::error::ApiError;
+use crate::metrics::{PushedKind, UNKNOWN_KIND};
 use crate::request::header_str;
 use crate::{empty, header_value, may, ApiResult, App};
 use wharf_auth::{Actions, Caller};
@@ -25,7 +26,10 @@ pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> A
     let m = app.registry.manifest_get(name, &reference).await?;
     // HEAD only resolves (signing a tag starts there); the content is what a runtime needs.
     if let (Some(policy), false) = (&app.pull_policy, head) {
-        policy.enforce(&app.registry, name, &reference, &m).await?;
+        let metrics = app.options.metrics.as_deref();
+        policy
+            .enforce(&app.registry, name, &reference, &m, metrics)
+            .await?;
     }
     let len = m.content.len();
     let mut r = Response::new(if head {
@@ -42,6 +46,8 @@ pub(crate) async fn get(app: &App, name: &str, reference: &str, head: bool) -> A
     Ok(r)
 }
 
+/// Stores a manifest; the response carries the artifact kind pushed (or tried) for the
+/// metrics, so errors become responses here.
 pub(crate) async fn put(
     app: &App,
     name: &str,
@@ -49,6 +55,34 @@ pub(crate) async fn put(
     req: Request,
     caller: Option<&Caller>,
 ) -> ApiResult {
+    let mut tried = None;
+    let (mut response, kind) = match store(app, name, reference, req, caller, &mut tried).await {
+        Ok((r, kind)) => (r, kind.as_str()),
+        Err(e) => {
+            // Only a failed push reads its manifest again, to name its kind.
+            let kind = tried
+                .and_then(|(t, c): (Option<String>, bytes::Bytes)| {
+                    wharf_oci::Manifest::parse(t.as_deref(), &c).ok()
+                })
+                .map_or(UNKNOWN_KIND, |m| wharf_oci::ArtifactKind::of(&m).as_str());
+            (
+                e.log_internal(&axum::http::Method::PUT).into_response(),
+                kind,
+            )
+        }
+    };
+    response.extensions_mut().insert(PushedKind(kind));
+    Ok(response)
+}
+
+async fn store(
+    app: &App,
+    name: &str,
+    reference: &str,
+    req: Request,
+    caller: Option<&Caller>,
+    tried: &mut Option<(Option<String>, bytes::Bytes)>,
+) -> Result<(Response, wharf_oci::ArtifactKind), ApiError> {
     let reference: Reference = reference.parse()?;
     let limit = app.registry.limits().max_manifest_size;
     let too_large = || ApiError::from(StoreError::ManifestTooLarge { limit });
@@ -65,6 +99,7 @@ pub(crate) async fn put(
     // Moving a tag to other content is a right of its own; the store enforces it in the
     // transaction that writes the tag (re-pushing the same manifest is not a move).
     let may_move = may(app, caller, name, Actions::OVERWRITE);
+    *tried = Some((content_type.clone(), content.clone()));
     let put = app
         .registry
         .manifest_put_guarded(name, &reference, content_type.as_deref(), content, may_move)
@@ -79,7 +114,7 @@ pub(crate) async fn put(
     if let Some(s) = put.subject {
         headers.push(("oci-subject", s.to_string()));
     }
-    empty(StatusCode::CREATED, &headers)
+    Ok((empty(StatusCode::CREATED, &headers)?, put.kind))
 }
 
 pub(crate) async fn delete(app: &App, name: &str, reference: &str) -> ApiResult {

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use wharf_oci::{Digest, ErrorCode, Manifest, Reference};
 use wharf_sign::dsse::DSSE_MEDIA_TYPE;
-use wharf_sign::policy::{Evidence, Policy};
+use wharf_sign::policy::{Evidence, Policy, Refusal};
 use wharf_sign::{
     attestation_tag, signature_tag, SIGNATURE_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use wharf_store::{Registry, StoredManifest};
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Cached decisions kept at most; past it the cache starts over.
 const CACHE_ENTRIES: usize = 65_536;
@@ -35,7 +36,7 @@ const MAX_EVIDENCE_BYTES: u64 = 1 << 20;
 const RECHECK: Duration = Duration::from_secs(5);
 
 struct Decision {
-    outcome: Result<(), String>,
+    outcome: Result<(), Refusal>,
     fingerprint: String,
     /// The repository's write generation when the decision was made or last confirmed.
     generation: u64,
@@ -107,13 +108,15 @@ impl PullPolicy {
             .unwrap_or(0)
     }
 
-    /// Lets the pull of `m` (reached by `reference` in `repo`) through, or refuses it.
+    /// Lets the pull of `m` (reached by `reference` in `repo`) through, or refuses it; each
+    /// decision counts in `metrics`.
     pub(crate) async fn enforce(
         &self,
         registry: &Registry,
         repo: &str,
         reference: &Reference,
         m: &StoredManifest,
+        metrics: Option<&Metrics>,
     ) -> Result<(), ApiError> {
         let rules: Vec<_> = self.policy.rules_for(repo).collect();
         if rules.is_empty() || is_signature_tag(reference) {
@@ -122,20 +125,37 @@ impl PullPolicy {
         // The cache first: deciding whether the content is signature material parses it.
         let generation = self.generation(repo);
         let key = (repo.to_string(), m.digest.clone());
+        // Signature material is let through unverified, and not counted as a verification
+        // (its cached decision has no fingerprint).
         let fresh = self.cache.lock().expect("lock").get(&key).and_then(|d| {
-            (d.generation == generation && d.checked.elapsed() < RECHECK).then(|| d.outcome.clone())
+            (d.generation == generation && d.checked.elapsed() < RECHECK)
+                .then(|| (d.outcome.clone(), d.fingerprint.is_empty()))
         });
         let decision = match fresh {
-            Some(outcome) => outcome,
+            Some((_, true)) => return Ok(()),
+            Some((outcome, false)) => outcome,
             None if is_signature_material(m) => {
                 self.remember(key, Ok(()), String::new(), generation);
-                Ok(())
+                return Ok(());
             }
             None => {
-                self.decide(registry, repo, &m.digest, &rules, key, generation)
-                    .await?
+                match self
+                    .decide(registry, repo, &m.digest, &rules, key, generation)
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        if let Some(metrics) = metrics {
+                            metrics.verified(repo, Some("EvidenceUnreadable"));
+                        }
+                        return Err(e);
+                    }
+                }
             }
         };
+        if let Some(metrics) = metrics {
+            metrics.verified(repo, decision.as_ref().err().map(|r| r.code.as_str()));
+        }
         decision.map_err(|why| {
             tracing::info!(event = "pull_denied", repository = repo, digest = %m.digest, reason = %why, "pull policy");
             ApiError::new(ErrorCode::Denied, format!("pull policy: {why}"))
@@ -154,7 +174,7 @@ impl PullPolicy {
         rules: &[&wharf_sign::policy::Rule],
         key: (String, Digest),
         generation: u64,
-    ) -> Result<Result<(), String>, ApiError> {
+    ) -> Result<Result<(), Refusal>, ApiError> {
         let sig = tag_digest(registry, repo, &signature_tag(digest)).await?;
         let att = tag_digest(registry, repo, &attestation_tag(digest)).await?;
         let referrers = registry.referrers(repo, digest, None).await?;
@@ -187,7 +207,7 @@ impl PullPolicy {
     fn remember(
         &self,
         key: (String, Digest),
-        outcome: Result<(), String>,
+        outcome: Result<(), Refusal>,
         fingerprint: String,
         generation: u64,
     ) {

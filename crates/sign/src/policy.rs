@@ -62,7 +62,7 @@ pub struct Rule {
 
 /// What was found for one manifest: signature layers with their payloads, attestation
 /// layers with their envelopes (each blob already checked against its layer's digest).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Evidence {
     pub signatures: Vec<(Descriptor, Vec<u8>)>,
     pub attestations: Vec<(Descriptor, Vec<u8>)>,
@@ -128,10 +128,44 @@ impl Policy {
     }
 }
 
+/// Why a rule refused a manifest: a code for counting (cosign's names for the same
+/// failures) and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    /// No signature is stored for the manifest at all.
+    NoSignaturesFound,
+    /// Signatures are stored, but none is valid by the required key (with the annotations).
+    NoMatchingSignatures,
+    /// No valid attestation of a required type.
+    NoMatchingAttestations,
+}
+
+impl RefusalCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::NoSignaturesFound => "NoSignaturesFound",
+            RefusalCode::NoMatchingSignatures => "NoMatchingSignatures",
+            RefusalCode::NoMatchingAttestations => "NoMatchingAttestations",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 impl Rule {
     /// Whether `evidence` satisfies the rule for the manifest `digest`; the refusal says
     /// which requirement failed.
-    pub fn check(&self, digest: &Digest, evidence: &Evidence) -> std::result::Result<(), String> {
+    pub fn check(&self, digest: &Digest, evidence: &Evidence) -> std::result::Result<(), Refusal> {
         for (label, key) in &self.keys {
             let signed = evidence.signatures.iter().any(|(layer, payload)| {
                 layer.media_type == SIMPLE_SIGNING_MEDIA_TYPE
@@ -156,10 +190,18 @@ impl Rule {
                         .collect();
                     format!(" with {}", a.join(", "))
                 };
-                return Err(format!(
-                    "rule {:?}: {digest} has no valid signature by {label}{with}",
-                    self.name
-                ));
+                let code = if evidence.signatures.is_empty() {
+                    RefusalCode::NoSignaturesFound
+                } else {
+                    RefusalCode::NoMatchingSignatures
+                };
+                return Err(Refusal {
+                    code,
+                    reason: format!(
+                        "rule {:?}: {digest} has no valid signature by {label}{with}",
+                        self.name
+                    ),
+                });
             }
         }
         for wanted in &self.attestations {
@@ -171,10 +213,13 @@ impl Rule {
                     })
             });
             if !attested {
-                return Err(format!(
-                    "rule {:?}: {digest} has no valid {wanted} attestation",
-                    self.name
-                ));
+                return Err(Refusal {
+                    code: RefusalCode::NoMatchingAttestations,
+                    reason: format!(
+                        "rule {:?}: {digest} has no valid {wanted} attestation",
+                        self.name
+                    ),
+                });
             }
         }
         Ok(())
@@ -218,9 +263,11 @@ attestations = ["cyclonedx"]
         let mut ev = Evidence::default();
         let e = rule.check(&d, &ev).unwrap_err();
         assert!(
-            e.contains("no valid signature by k.pub with env=prod"),
+            e.reason
+                .contains("no valid signature by k.pub with env=prod"),
             "{e}"
         );
+        assert_eq!(e.code, RefusalCode::NoSignaturesFound);
         let payload =
             SimpleSigning::new("r/prod/app", &d, [("env".into(), "prod".into())].into()).to_bytes();
         ev.signatures.push((
@@ -229,12 +276,23 @@ attestations = ["cyclonedx"]
                 &payload,
                 Some(key.sign(&payload)),
             ),
-            payload,
+            payload.clone(),
         ));
         let e = rule.check(&d, &ev).unwrap_err();
         assert!(
-            e.contains("no valid https://cyclonedx.org/bom attestation"),
+            e.reason
+                .contains("no valid https://cyclonedx.org/bom attestation"),
             "{e}"
+        );
+        assert_eq!(e.code, RefusalCode::NoMatchingAttestations);
+        // a signature by another key is a signature, but not a matching one
+        let mut forged = ev.clone();
+        let other = PrivateKey::generate();
+        forged.signatures[0].0.annotations =
+            Some([(SIGNATURE_ANNOTATION.to_string(), other.sign(&payload))].into());
+        assert_eq!(
+            rule.check(&d, &forged).unwrap_err().code,
+            RefusalCode::NoMatchingSignatures
         );
         let st = dsse::Statement::new(
             "r/prod/app",

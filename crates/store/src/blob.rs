@@ -65,6 +65,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// ids are not an error.
     async fn upload_abort(&self, id: &str, state: &[u8]) -> Result<()>;
 
+    /// Moves a stored blob out of the way: kept for inspection under `quarantine/`, no
+    /// longer served, so the next push of the digest stores it anew. Returns false when
+    /// the blob was not there.
+    async fn quarantine(&self, digest: &Digest) -> Result<bool>;
+
     /// Ids of every upload with bytes in this store, so that ones without a session in the
     /// metadata store (left by a crash between the two) can be discarded.
     async fn upload_ids(&self) -> Result<Vec<String>>;

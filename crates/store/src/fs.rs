@@ -48,12 +48,27 @@ impl FsBlobStore {
             }
         }
         fs::create_dir_all(root.join("uploads"))?;
+        fs::create_dir_all(root.join("quarantine"))?;
         let tmp = root.join("tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
         sync_dir(&root)?;
+        Ok(FsBlobStore { root })
+    }
+
+    /// Uses a store that a serving registry has open, cleaning nothing up: what is in
+    /// `tmp/` and `uploads/` belongs to requests in flight.
+    pub fn attach(root: impl Into<PathBuf>) -> Result<FsBlobStore> {
+        let root = root.into();
+        if !root.join("blobs").is_dir() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no blob store in {}", root.display()),
+            )));
+        }
+        fs::create_dir_all(root.join("quarantine"))?;
         Ok(FsBlobStore { root })
     }
 
@@ -440,6 +455,28 @@ impl BlobStore for FsBlobStore {
         })
         .await??;
         Ok(())
+    }
+
+    async fn quarantine(&self, digest: &Digest) -> Result<bool> {
+        let from = self.blob_path(digest);
+        // The time in the name keeps each damaged copy, should the same digest rot twice.
+        let to = self.root.join("quarantine").join(format!(
+            "{}-{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex(),
+            crate::meta::now()
+        ));
+        tokio::task::spawn_blocking(move || match fs::rename(&from, &to) {
+            Ok(()) => {
+                sync_dir(from.parent().expect("blob path has a parent"))?;
+                sync_dir(to.parent().expect("quarantine path has a parent"))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await?
+        .map_err(Into::into)
     }
 
     async fn upload_ids(&self) -> Result<Vec<String>> {

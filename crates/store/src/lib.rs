@@ -24,7 +24,9 @@ pub mod registry;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod schema;
+pub mod scrub;
 pub mod sqlite;
+pub mod usage;
 
 pub use blob::{BlobStore, ByteStream, UploadState};
 pub use error::{Result, StoreError};
@@ -33,7 +35,8 @@ pub use index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 pub use indexer::KindRule;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};
 pub use open::{
-    open, open_blobs, open_metadata, BlobLocation, Metadata, MetadataLocation, Opened, StoreConfig,
+    open, open_beside, open_blobs, open_metadata, BlobLocation, Metadata, MetadataLocation, Opened,
+    StoreConfig,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMetadataStore;
@@ -41,4 +44,6 @@ pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Config};
 pub use schema::SchemaVersions;
+pub use scrub::{BlobCondition, ScrubReport};
 pub use sqlite::SqliteMetadataStore;
+pub use usage::{ArtifactBytes, Usage, OTHER_REPOSITORIES};

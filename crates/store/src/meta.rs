@@ -116,6 +116,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         digest: &Digest,
         info: &ArtifactInfo,
     ) -> Result<()>;
+
+    /// Up to `limit` distinct blob digests linked anywhere, after `after` in digest order,
+    /// each with its recorded size.
+    async fn blob_digests(&self, after: Option<&str>, limit: usize) -> Result<Vec<(Digest, u64)>>;
+
+    /// What the registry holds, with at most `max_repositories` repositories named (see
+    /// [`crate::Usage`]).
+    async fn usage(&self, max_repositories: usize) -> Result<crate::Usage>;
 }
 
 /// Seconds since the epoch: the databases' timestamps.

@@ -134,6 +134,22 @@ pub fn open_blobs(location: &BlobLocation) -> Result<Arc<dyn BlobStore>> {
     })
 }
 
+/// Opens the registry for a tool that runs beside serving replicas (`wharf scrub`): no
+/// leftovers are cleaned up, since the servers' uploads in flight look just like them.
+pub async fn open_beside(config: &StoreConfig) -> Result<Arc<Registry>> {
+    let blobs: Arc<dyn BlobStore> = match &config.blobs {
+        BlobLocation::Filesystem(dir) => Arc::new(FsBlobStore::attach(dir)?),
+        #[cfg(feature = "s3")]
+        BlobLocation::S3(c) => Arc::new(crate::S3BlobStore::new(c)?),
+    };
+    let meta = open_metadata(&config.metadata).await?;
+    Ok(Arc::new(Registry::new(
+        blobs,
+        meta.content,
+        config.limits.clone(),
+    )))
+}
+
 /// Opens the registry: blobs and metadata where they are configured to be, after discarding
 /// upload bytes that a crash left without a session.
 pub async fn open(config: &StoreConfig) -> Result<Opened> {

@@ -520,6 +520,27 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(())
     }
 
+    async fn blob_digests(&self, after: Option<&str>, limit: usize) -> Result<Vec<(Digest, u64)>> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT digest, MAX(size) FROM blobs WHERE digest > $1
+                 GROUP BY digest ORDER BY digest LIMIT $2",
+            )
+            .await?;
+        let rows = c
+            .query(&st, &[&after.unwrap_or(""), &(limit as i64)])
+            .await?;
+        rows.iter()
+            .map(|r| Ok((parse_digest(r.get(0))?, r.get::<_, i64>(1).max(0) as u64)))
+            .collect()
+    }
+
+    async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
+        let mut c = self.pool.get().await?;
+        postgres_index::usage(&mut c, max_repositories).await
+    }
+
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let c = self.pool.get().await?;
         let st = c

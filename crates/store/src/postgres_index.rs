@@ -7,6 +7,7 @@ use crate::index::{
     bounds, keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
 };
 use crate::meta::{parse_digest, StoredManifest};
+use crate::usage::Usage;
 use crate::Result;
 
 pub(crate) async fn set_info(
@@ -132,4 +133,59 @@ pub(crate) async fn unindexed(c: &Object, limit: usize) -> Result<Vec<(String, S
             ))
         })
         .collect()
+}
+
+/// One read of what the registry holds (see [`Usage`]), in one snapshot.
+pub(crate) async fn usage(c: &mut Object, max_repositories: usize) -> Result<Usage> {
+    let tx = c
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await?;
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT
+                   (SELECT COALESCE(SUM(size), 0)::BIGINT
+                      FROM (SELECT MAX(size) AS size FROM blobs GROUP BY digest) b),
+                   (SELECT COALESCE(SUM(size), 0)::BIGINT
+                      FROM (SELECT MAX(size) AS size FROM manifests GROUP BY digest) m),
+                   (SELECT COUNT(*) FROM uploads),
+                   (SELECT COUNT(*) FROM manifests m
+                     WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+                       AND (m.subject IS NULL OR NOT EXISTS
+                             (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
+                       AND NOT EXISTS (
+                             SELECT 1 FROM manifests i,
+                               jsonb_array_elements(convert_from(i.content, 'UTF8')::jsonb -> 'manifests') c
+                             WHERE i.repo = m.repo AND i.media_type IN ('{}', '{}')
+                               AND c ->> 'digest' = m.digest))",
+                wharf_oci::media_type::OCI_INDEX,
+                wharf_oci::media_type::DOCKER_MANIFEST_LIST
+            ),
+            &[],
+        )
+        .await?;
+    let rows = tx
+        .query(
+            "SELECT repo, kind, COALESCE(SUM(total_size), 0)::BIGINT FROM manifests
+             WHERE kind IS NOT NULL GROUP BY repo, kind",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    let n = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+    Ok(Usage {
+        blob_bytes: n(0),
+        manifest_bytes: n(1),
+        uploads: n(2),
+        dangling_manifests: n(3),
+        by_artifact: Usage::fold_repositories(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2).max(0) as u64))
+                .collect(),
+            max_repositories,
+        ),
+    })
 }

@@ -52,10 +52,12 @@ pub enum MountOutcome {
 pub struct ManifestPut {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// What kind of artifact it is, as the index records it.
+    pub kind: wharf_oci::ArtifactKind,
 }
 
 pub struct Registry {
-    blobs: Arc<dyn BlobStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     limits: Limits,
     /// Requests on one upload session are serialised so their bytes never interleave. The
@@ -383,7 +385,11 @@ impl Registry {
                 info,
             })
             .await?;
-        Ok(ManifestPut { digest, subject })
+        Ok(ManifestPut {
+            digest,
+            subject,
+            kind: wharf_oci::ArtifactKind::of(&manifest),
+        })
     }
 
     /// What the index records of a manifest about to be stored; refuses a kind the
@@ -465,6 +471,11 @@ impl Registry {
             meta.map_err(|e| e.to_string()),
             blobs.map_err(|e| e.to_string()),
         )
+    }
+
+    /// What the registry holds, naming at most `max_repositories` repositories.
+    pub async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
+        self.meta.usage(max_repositories).await
     }
 
     /// Indexed manifests matching `q`.

@@ -369,6 +369,23 @@ impl BlobStore for S3BlobStore {
         self.delete_tails(&key).await
     }
 
+    async fn quarantine(&self, digest: &Digest) -> Result<bool> {
+        let from = blob_key(digest);
+        let to = Path::from(format!(
+            "quarantine/{}-{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex(),
+            crate::meta::now()
+        ));
+        match self.s3.copy(&from, &to).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(s3_error(e)),
+        }
+        self.s3.delete(&from).await.map_err(s3_error)?;
+        Ok(true)
+    }
+
     async fn upload_ids(&self) -> Result<Vec<String>> {
         // Multipart uploads without a session (a crash between creating the two) are left to
         // the bucket's AbortIncompleteMultipartUpload lifecycle rule; see docs/deploy.md.

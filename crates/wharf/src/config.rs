@@ -135,6 +135,43 @@ pub struct FileConfig {
     /// Per repository pattern, the artifact kinds a push may store.
     #[serde(default)]
     pub artifact_kinds: Vec<FileKindRule>,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: FileMetrics,
+    /// Periodic scrub of stored blobs.
+    #[serde(default)]
+    pub scrub: FileScrub,
+}
+
+/// `[scrub]`: re-hash every stored blob on a schedule (see `wharf scrub`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScrub {
+    /// Seconds between passes; absent or 0: no scheduled scrub.
+    pub interval_secs: Option<u64>,
+    /// Move damaged blobs aside so that the next push repairs them [default: true].
+    pub quarantine: Option<bool>,
+}
+
+/// `[metrics]`: what `/metrics` serves and to whom.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    /// Record and serve metrics [default: true].
+    pub enabled: Option<bool>,
+    /// Serve `/metrics` on this address (without authentication) instead of the API port.
+    pub listen: Option<SocketAddr>,
+    /// With access control on, who besides the admins may read `/metrics` on the API port.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Anyone may read `/metrics` on the API port.
+    pub public: Option<bool>,
+    /// Repositories named in labels; the rest are summed as `_other` [default: 1000].
+    pub max_repositories: Option<usize>,
+    /// The storage gauges are read from the database at most this often [default: 30].
+    pub usage_refresh_secs: Option<u64>,
+    /// The storage the registry may use, reported as `registry_storage_limit_bytes`.
+    pub storage_limit_bytes: Option<u64>,
 }
 
 /// `[[artifact_kinds]]`: the repositories matching any of `repositories` accept only the
@@ -222,6 +259,8 @@ pub struct Settings {
     pub upload_expiry_check_secs: u64,
     pub auth: Option<crate::auth_config::FileAuth>,
     pub tls: Option<crate::tls::TlsSettings>,
+    pub metrics: FileMetrics,
+    pub scrub: FileScrub,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

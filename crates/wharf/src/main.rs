@@ -8,6 +8,7 @@ mod config;
 mod listener;
 mod migrate;
 mod policy_file;
+mod scrub;
 mod serve;
 mod tls;
 
@@ -59,6 +60,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Bring the metadata database to this version's schema.
     Migrate(migrate::MigrateArgs),
+    /// Re-hash every stored blob; report and quarantine damaged ones.
+    Scrub(scrub::ScrubArgs),
     /// Operator tasks: API keys, password hashes.
     Admin(admin::AdminArgs),
     /// Log in to a registry; credentials go to Docker's config.json.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Scrub(args) => return scrub::run(args),
         Command::Login(a) => return client(cli::block_on(cli::login::login(a))),
         Command::Logout(a) => return client(cli::block_on(cli::login::logout(a))),
         Command::Push(a) => return client(cli::block_on(cli::artifact::push(a))),

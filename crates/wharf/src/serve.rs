@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// One log line per request (target wharf::access) [default: true]
     #[arg(long, env = "WHARF_ACCESS_LOG", value_name = "BOOL")]
     access_log: Option<bool>,
+    /// Serve /metrics on this address (no authentication) instead of the API port
+    #[arg(long, env = "WHARF_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
@@ -109,6 +112,12 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         upload_expiry_secs: l.upload_expiry_secs.unwrap_or(24 * 3600),
         upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
         auth: file.auth.clone(),
+        scrub: file.scrub.clone(),
+        metrics: {
+            let mut m = file.metrics.clone();
+            m.listen = args.metrics_listen.or(m.listen);
+            m
+        },
         tls: crate::tls::TlsSettings::from_file(
             &file.tls.clone().unwrap_or_default(),
             args.tls_cert.clone(),
@@ -208,6 +217,31 @@ async fn serve(s: Settings) -> Result<(), String> {
         tracing::info!(rules = p.rules.len(), "pull policy on");
     }
     let backlog = registry.clone();
+    let (metrics, metrics_access) = metrics(&s);
+    if let (Some(m), Some(addr)) = (&metrics, s.metrics.listen) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let router = wharf_server::metrics_router(registry.clone(), m.clone());
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("the metrics listener stopped: {e}");
+            }
+        });
+    }
+    if let Some(every) = s.scrub.interval_secs.filter(|n| *n > 0) {
+        let quarantine = s.scrub.quarantine.unwrap_or(true) && !s.read_only;
+        tokio::spawn(scrub_on_schedule(
+            registry.clone(),
+            metrics.clone(),
+            Duration::from_secs(every),
+            quarantine,
+        ));
+    }
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -217,6 +251,8 @@ async fn serve(s: Settings) -> Result<(), String> {
             drain_max_bytes: s.drain_max_bytes,
             read_only: s.read_only,
             pull_policy: s.pull_policy.clone(),
+            metrics,
+            metrics_access,
         },
         auth,
     );
@@ -251,6 +287,83 @@ async fn serve(s: Settings) -> Result<(), String> {
         });
     }
     finish(server, stop_tx, s.shutdown_timeout_secs).await
+}
+
+/// Scrubs every `every`, the first pass one interval after start; damage is logged blob by
+/// blob and counted in the metrics as it is found.
+async fn scrub_on_schedule(
+    registry: std::sync::Arc<wharf_store::Registry>,
+    metrics: Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
+    every: Duration,
+    quarantine: bool,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let started = std::time::Instant::now();
+        let pass = registry
+            .scrub(quarantine, |digest, size, condition| {
+                if let Some(m) = &metrics {
+                    let read = if *condition == wharf_store::BlobCondition::Missing {
+                        0
+                    } else {
+                        size
+                    };
+                    m.scrubbed(condition.as_str(), read);
+                }
+                if *condition != wharf_store::BlobCondition::Intact {
+                    tracing::warn!(
+                        event = "scrub_damage",
+                        "{}",
+                        crate::scrub::describe(digest, size, condition)
+                    );
+                }
+            })
+            .await;
+        if let Some(m) = &metrics {
+            m.scrub_finished(pass.is_ok());
+        }
+        match pass {
+            Ok(r) => tracing::info!(
+                blobs = r.blobs,
+                bytes = r.bytes,
+                corrupt = r.corrupt,
+                missing = r.missing,
+                seconds = started.elapsed().as_secs_f64(),
+                "scrub pass done"
+            ),
+            Err(e) => tracing::warn!("scrub pass failed: {e}"),
+        }
+    }
+}
+
+/// The metrics to record (none when turned off) and who may read them on the API port.
+fn metrics(
+    s: &Settings,
+) -> (
+    Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
+    wharf_server::MetricsAccess,
+) {
+    use wharf_server::MetricsAccess;
+    let m = &s.metrics;
+    if !m.enabled.unwrap_or(true) {
+        return (None, MetricsAccess::Elsewhere);
+    }
+    let d = wharf_server::metrics::MetricsOptions::default();
+    let metrics = wharf_server::metrics::Metrics::new(wharf_server::metrics::MetricsOptions {
+        max_repositories: m.max_repositories.unwrap_or(d.max_repositories),
+        storage_limit_bytes: m.storage_limit_bytes.filter(|n| *n > 0),
+        usage_refresh: m
+            .usage_refresh_secs
+            .map_or(d.usage_refresh, Duration::from_secs),
+    });
+    let access = if m.listen.is_some() {
+        MetricsAccess::Elsewhere
+    } else if m.public.unwrap_or(false) {
+        MetricsAccess::Public
+    } else {
+        MetricsAccess::Users(m.users.clone())
+    };
+    (Some(std::sync::Arc::new(metrics)), access)
 }
 
 /// The connection cap that the open-file limit allows, with descriptors kept for files.

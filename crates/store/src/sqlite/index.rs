@@ -7,6 +7,7 @@ use crate::index::{
     bounds, keywords_from, keywords_to, split_tags, ArtifactInfo, ArtifactQuery, ArtifactRecord,
 };
 use crate::meta::{parse_digest, StoredManifest};
+use crate::usage::Usage;
 use crate::Result;
 
 pub(super) fn set_info(
@@ -143,4 +144,52 @@ pub(super) fn unindexed(c: &Connection, limit: usize) -> Result<Vec<(String, Sto
             ))
         })
         .collect()
+}
+
+/// One read of what the registry holds (see [`Usage`]).
+pub(super) fn usage(c: &Connection, max_repositories: usize) -> Result<Usage> {
+    let one = |sql: &str| -> rusqlite::Result<u64> {
+        c.prepare_cached(sql)?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+    };
+    let blob_bytes = one(
+        "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM blobs GROUP BY digest)",
+    )?;
+    let manifest_bytes = one(
+        "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM manifests GROUP BY digest)",
+    )?;
+    let uploads = one("SELECT COUNT(*) FROM uploads")?;
+    let dangling_manifests = one(&format!(
+        "SELECT COUNT(*) FROM manifests m
+         WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+           AND (m.subject IS NULL OR NOT EXISTS
+                 (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
+           AND NOT EXISTS (
+                 SELECT 1 FROM manifests i, json_each(CAST(i.content AS TEXT), '$.manifests') c
+                 WHERE i.repo = m.repo AND i.media_type IN ('{}', '{}')
+                   AND json_extract(c.value, '$.digest') = m.digest)",
+        wharf_oci::media_type::OCI_INDEX,
+        wharf_oci::media_type::DOCKER_MANIFEST_LIST
+    ))?;
+    let rows = c
+        .prepare_cached(
+            "SELECT repo, kind, COALESCE(SUM(total_size), 0) FROM manifests
+             WHERE kind IS NOT NULL GROUP BY repo, kind",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Usage {
+        blob_bytes,
+        manifest_bytes,
+        uploads,
+        dangling_manifests,
+        by_artifact: Usage::fold_repositories(rows, max_repositories),
+    })
 }

@@ -538,6 +538,29 @@ impl MetadataStore for SqliteMetadataStore {
             .await
     }
 
+    async fn blob_digests(&self, after: Option<&str>, limit: usize) -> Result<Vec<(Digest, u64)>> {
+        let after = after.unwrap_or("").to_string();
+        let rows = self
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT digest, MAX(size) FROM blobs WHERE digest > ?1
+                     GROUP BY digest ORDER BY digest LIMIT ?2",
+                )?
+                .query_map(params![after, limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(d, n)| Ok((parse_digest(d)?, n.max(0) as u64)))
+            .collect()
+    }
+
+    async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
+        self.read(move |c| index::usage(c, max_repositories)).await
+    }
+
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let (repo, subject) = (repo.to_string(), subject.to_string());
         self.read(move |c| {

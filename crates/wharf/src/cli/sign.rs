@@ -290,7 +290,7 @@ async fn verify_policy(args: &VerifyArgs, path: &std::path::Path) -> Result<(), 
                 "reference": at.to_string(),
                 "rule": rule.name,
                 "valid": outcome.is_ok(),
-                "reason": outcome.as_ref().err(),
+                "reason": outcome.as_ref().err().map(|r| r.reason.as_str()),
             }));
             if let Err(why) = outcome {
                 failures.push(format!("{at}: {why}"));
