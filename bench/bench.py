@@ -188,6 +188,9 @@ def main():
                     help="measure wharf chart/artifact beside helm and flux, and search")
     ap.add_argument("--auth", action="store_true",
                     help="measure access-control overhead beside Distribution with htpasswd")
+    ap.add_argument("--ops", action="store_true",
+                    help="measure metrics on against off, a garbage collection pass under "
+                         "load, and scrub against sha256sum")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
     if args.scaleout:
@@ -205,6 +208,9 @@ def main():
     if args.auth:
         import auth
         return auth.main(args.quick, args.out)
+    if args.ops:
+        import ops
+        return ops.main(args.quick, args.out)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-", dir=os.environ.get("BENCH_DIR")))
     try:

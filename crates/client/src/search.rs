@@ -115,3 +115,40 @@ impl Client {
             .map_err(|e| Error::Protocol(format!("{}: {e}", r.registry)))
     }
 }
+
+impl Client {
+    /// Asks the registry `r` names for a garbage collection pass (a Wharf extension, for
+    /// admins): `dry_run` lists what would go; `grace` (e.g. `1h`) overrides the registry's
+    /// grace period. Returns the registry's report as it sent it.
+    pub async fn collect_garbage(
+        &self,
+        r: &Reference,
+        dry_run: bool,
+        grace: Option<&str>,
+    ) -> Result<serde_json::Value> {
+        let mut url = format!("{}/v2/_wharf/gc?dry_run={dry_run}", self.base_url(r));
+        if let Some(g) = grace {
+            url.push_str(&format!("&grace={}", enc(g)));
+        }
+        let resp = self
+            .send(
+                r,
+                reqwest::Method::POST,
+                &url,
+                &["registry:catalog:*".to_string()],
+                reqwest::header::HeaderMap::new(),
+                crate::client::Body::Empty,
+            )
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::Invalid(format!(
+                "{} has no garbage collection API (it is a Wharf extension, /v2/_wharf/gc)",
+                r.registry
+            )));
+        }
+        let resp = crate::client::check(resp, "POST", &url).await?;
+        resp.json()
+            .await
+            .map_err(|e| Error::Protocol(format!("{}: {e}", r.registry)))
+    }
+}

@@ -73,6 +73,7 @@ pub(crate) fn route_of(
         Ok(Route::Catalog) => ("catalog", None),
         Ok(Route::Extensions) => ("extensions", None),
         Ok(Route::Search) => ("search", None),
+        Ok(Route::GarbageCollection) => ("gc", None),
         Ok(Route::Tags { name }) => ("tags", Some(name)),
         Ok(Route::Manifest { name, .. }) => ("manifest", Some(name)),
         Ok(Route::Blob { name, .. }) => ("blob", Some(name)),

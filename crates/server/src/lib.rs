@@ -10,6 +10,7 @@ mod blobs;
 mod chart_repo;
 mod drain;
 pub mod error;
+mod gc;
 mod listing;
 mod manifests;
 pub mod metrics;
@@ -52,6 +53,24 @@ pub struct ServerOptions {
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// Who may read `/metrics` on this port.
     pub metrics_access: MetricsAccess,
+    /// Defaults of on-demand garbage collection passes.
+    pub gc: GcDefaults,
+}
+
+/// What an on-demand collection pass uses unless the request says otherwise.
+#[derive(Debug, Clone)]
+pub struct GcDefaults {
+    pub grace: std::time::Duration,
+    pub upload_expiry: std::time::Duration,
+}
+
+impl Default for GcDefaults {
+    fn default() -> Self {
+        GcDefaults {
+            grace: std::time::Duration::from_secs(3600),
+            upload_expiry: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Who may read `/metrics` on the API port.
@@ -77,6 +96,7 @@ impl Default for ServerOptions {
             pull_policy: None,
             metrics: None,
             metrics_access: MetricsAccess::Users(Vec::new()),
+            gc: GcDefaults::default(),
         }
     }
 }
@@ -291,6 +311,7 @@ async fn serve_route(app: &App, route: Route, req: Request, caller: Option<&Call
         (Route::Catalog, Method::GET) => listing::catalog(app, req, caller).await,
         (Route::Extensions, Method::GET) => Ok(artifacts::extensions()),
         (Route::Search, Method::GET) => artifacts::search(app, req, caller).await,
+        (Route::GarbageCollection, _) => gc::run(app, req, caller).await,
         (Route::Artifacts { name }, Method::GET) => artifacts::list(app, &name, req).await,
         (Route::Tags { name }, Method::GET) => listing::tags(app, &name, req).await,
         (Route::Referrers { name, digest }, Method::GET) => {
@@ -368,7 +389,7 @@ async fn authorize(app: &App, route: &Route, req: Head<'_>) -> Result<Option<Cal
             _,
         ) => repo(name, Actions::PULL),
         (Route::UploadStart { name } | Route::Upload { name, .. }, _) => repo(name, Actions::PUSH),
-        (Route::Extensions | Route::Search, _) => Need::Login,
+        (Route::Extensions | Route::Search | Route::GarbageCollection, _) => Need::Login,
         (Route::Artifacts { name }, _) => repo(name, Actions::PULL),
     };
     // A cross-repository mount also reads the source: the challenge names its pull scope,

@@ -71,6 +71,10 @@ pub struct Metrics {
     scrub_bytes: prometheus::IntCounter,
     scrub_runs: IntCounterVec,
     scrub_last: IntGauge,
+    gc_runs: IntCounterVec,
+    gc_deleted: IntCounterVec,
+    gc_reclaimed: prometheus::IntCounter,
+    gc_last: IntGauge,
     /// When the storage gauges were last read (None: never).
     refreshed: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -156,7 +160,38 @@ impl Metrics {
         registry
             .register(Box::new(scrub_bytes.clone()))
             .expect("unique name");
+        let gc_runs = counter(
+            "wharf_gc_runs_total",
+            "Garbage collection passes run by this process, by result (completed, failed, busy).",
+            &["result"],
+        );
+        for r in ["completed", "failed", "busy"] {
+            gc_runs.with_label_values(&[r]);
+        }
+        let gc_deleted = counter(
+            "wharf_gc_deleted_total",
+            "Items garbage collection deleted, by kind (manifest, link, blob).",
+            &["kind"],
+        );
+        for k in ["manifest", "link", "blob"] {
+            gc_deleted.with_label_values(&[k]);
+        }
+        let gc_reclaimed = prometheus::IntCounter::new(
+            "wharf_gc_reclaimed_bytes_total",
+            "Bytes garbage collection deleted: manifests and blob bytes.",
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(gc_reclaimed.clone()))
+            .expect("unique name");
         Metrics {
+            gc_runs,
+            gc_deleted,
+            gc_reclaimed,
+            gc_last: gauge(
+                "wharf_gc_last_completed_timestamp_seconds",
+                "When the last garbage collection pass of this process completed (Unix time; 0: never).",
+            ),
             scrub_blobs,
             scrub_bytes,
             scrub_runs,
@@ -309,6 +344,34 @@ impl Metrics {
         if completed {
             self.scrub_last.set(wharf_oci::unix_now());
         }
+    }
+
+    /// Records a collection pass: its report, `None` when another replica's pass was
+    /// running (or the pass failed, when `failed`).
+    pub fn collected(&self, report: Option<&wharf_store::GcReport>) {
+        match report {
+            Some(r) => {
+                self.gc_runs.with_label_values(&["completed"]).inc();
+                let n = |v: usize| v as u64;
+                self.gc_deleted
+                    .with_label_values(&["manifest"])
+                    .inc_by(n(r.manifests.len()));
+                self.gc_deleted
+                    .with_label_values(&["link"])
+                    .inc_by(n(r.links.len()));
+                self.gc_deleted
+                    .with_label_values(&["blob"])
+                    .inc_by(n(r.blobs.len()));
+                self.gc_reclaimed.inc_by(r.reclaimed_bytes());
+                self.gc_last.set(wharf_oci::unix_now());
+            }
+            None => self.gc_runs.with_label_values(&["busy"]).inc(),
+        }
+    }
+
+    /// Records a collection pass that failed.
+    pub fn collect_failed(&self) {
+        self.gc_runs.with_label_values(&["failed"]).inc();
     }
 
     /// The metrics in the Prometheus text format, the storage gauges read anew when older
@@ -484,8 +547,8 @@ mod tests {
             );
         }
         // 2 request series, 2 latency series, 4 failure series (3 named and _other), the
-        // 3 storage gauges, and the 7 scrub series that exist from the start.
-        assert_eq!(m.series(), 2 + 2 + 4 + 3 + 7);
+        // 3 storage gauges, and the 7 scrub and 8 collection series that exist from the start.
+        assert_eq!(m.series(), 2 + 2 + 4 + 3 + 7 + 8);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Route {
     Extensions,
     /// `/v2/_wharf/ext/search`: artifacts across repositories.
     Search,
+    /// `/v2/_wharf/gc`: a garbage collection pass, on demand (admins).
+    GarbageCollection,
     /// `/v2/<name>/_wharf/artifacts`: a repository's artifacts with what the index knows.
     Artifacts {
         name: String,
@@ -57,6 +59,7 @@ impl Route {
             "_catalog" => return Ok(Route::Catalog),
             "_oci/ext/discover" => return Ok(Route::Extensions),
             "_wharf/ext/search" => return Ok(Route::Search),
+            "_wharf/gc" => return Ok(Route::GarbageCollection),
             _ => {}
         }
         let segs: Vec<&str> = rest.split('/').collect();
@@ -137,6 +140,7 @@ mod tests {
         assert_eq!(p("/v2/_catalog"), Route::Catalog);
         assert_eq!(p("/v2/_oci/ext/discover"), Route::Extensions);
         assert_eq!(p("/v2/_wharf/ext/search"), Route::Search);
+        assert_eq!(p("/v2/_wharf/gc"), Route::GarbageCollection);
         assert_eq!(
             p("/v2/a/b/_wharf/artifacts"),
             Route::Artifacts { name: "a/b".into() }

@@ -70,6 +70,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// the blob was not there.
     async fn quarantine(&self, digest: &Digest) -> Result<bool>;
 
+    /// Every blob stored, with its size and last modification (for garbage collection).
+    async fn list_blobs(&self) -> Result<Vec<crate::gc::StoredBlob>>;
+
+    /// When a stored blob was last written (Unix seconds), or `None` when absent.
+    async fn stat_modified(&self, digest: &Digest) -> Result<Option<i64>>;
+
+    /// Deletes a blob's bytes; false when they were not there.
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool>;
+
     /// Ids of every upload with bytes in this store, so that ones without a session in the
     /// metadata store (left by a crash between the two) can be discarded.
     async fn upload_ids(&self) -> Result<Vec<String>>;

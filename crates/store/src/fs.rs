@@ -300,6 +300,13 @@ fn read_stream(file: File, range: Range<u64>) -> ByteStream {
     }))
 }
 
+/// Seconds since the epoch of a file time (times before it count as 0).
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Moves a verified, synced file into place under its digest and syncs the directory, so the
 /// blob is visible only once whole and stays visible after a crash.
 fn install(from: &Path, to: &Path) -> io::Result<()> {
@@ -455,6 +462,68 @@ impl BlobStore for FsBlobStore {
         })
         .await??;
         Ok(())
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<crate::gc::StoredBlob>> {
+        let root = self.root.join("blobs");
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+                for i in 0..=255u8 {
+                    let dir = root.join(alg.as_str()).join(format!("{i:02x}"));
+                    let entries = match fs::read_dir(&dir) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    for entry in entries {
+                        let entry = entry?;
+                        let name = entry.file_name();
+                        // Anything not named by a digest is not a blob (and not ours to delete).
+                        let Ok(digest) = format!("{}:{}", alg.as_str(), name.to_string_lossy())
+                            .parse::<Digest>()
+                        else {
+                            continue;
+                        };
+                        let meta = match entry.metadata() {
+                            Ok(m) => m,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
+                        out.push(crate::gc::StoredBlob {
+                            digest,
+                            size: meta.len(),
+                            modified: unix_seconds(meta.modified()?),
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?
+        .map_err(Into::into)
+    }
+
+    async fn stat_modified(&self, digest: &Digest) -> Result<Option<i64>> {
+        match std::fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(Some(unix_seconds(m.modified()?))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || match fs::remove_file(&path) {
+            Ok(()) => {
+                sync_dir(path.parent().expect("blob path has a parent"))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await?
+        .map_err(Into::into)
     }
 
     async fn quarantine(&self, digest: &Digest) -> Result<bool> {

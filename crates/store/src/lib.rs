@@ -9,6 +9,7 @@
 pub mod blob;
 pub mod error;
 pub mod fs;
+pub mod gc;
 pub mod index;
 pub mod indexer;
 mod keyed_lock;
@@ -16,6 +17,8 @@ pub mod meta;
 mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_gc;
 #[cfg(feature = "postgres")]
 mod postgres_index;
 #[cfg(feature = "postgres")]
@@ -31,6 +34,7 @@ pub mod usage;
 pub use blob::{BlobStore, ByteStream, UploadState};
 pub use error::{Result, StoreError};
 pub use fs::FsBlobStore;
+pub use gc::{GcOptions, GcReport};
 pub use index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 pub use indexer::KindRule;
 pub use meta::{MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord};

@@ -17,6 +17,7 @@ use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
+use crate::postgres_gc;
 use crate::postgres_index;
 use crate::postgres_tls::Transport;
 use crate::{Result, SchemaVersions, StoreError};
@@ -84,13 +85,49 @@ ALTER TABLE manifests ADD COLUMN kind TEXT, ADD COLUMN title TEXT, ADD COLUMN ve
 CREATE INDEX manifests_search ON manifests (repo, digest, kind) INCLUDE (version_key, search_text)
   WHERE kind IS NOT NULL;
 "#,
+    r#"
+ALTER TABLE blobs ADD COLUMN linked_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE manifests ADD COLUMN pushed_at BIGINT NOT NULL DEFAULT 0;
+UPDATE manifests SET pushed_at = created_at;
+CREATE TABLE manifest_refs (
+    repo     TEXT COLLATE "C" NOT NULL,
+    child    TEXT COLLATE "C" NOT NULL,
+    manifest TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (repo, child, manifest)
+);
+CREATE INDEX manifest_refs_by_manifest ON manifest_refs (repo, manifest);
+INSERT INTO manifest_refs (repo, child, manifest)
+  SELECT DISTINCT repo, child, digest FROM (
+    SELECT m.repo, m.digest, convert_from(m.content, 'UTF8')::jsonb -> 'config' ->> 'digest' AS child
+      FROM manifests m
+    UNION ALL
+    SELECT m.repo, m.digest, e ->> 'digest'
+      FROM manifests m,
+           jsonb_array_elements(COALESCE(convert_from(m.content, 'UTF8')::jsonb -> 'layers', '[]'::jsonb)) e
+    UNION ALL
+    SELECT m.repo, m.digest, e ->> 'digest'
+      FROM manifests m,
+           jsonb_array_elements(COALESCE(convert_from(m.content, 'UTF8')::jsonb -> 'manifests', '[]'::jsonb)) e
+  ) refs
+  WHERE child IS NOT NULL
+ON CONFLICT DO NOTHING;
+"#,
 ];
+
+/// Links a blob into a repository, or refreshes the link's time: garbage collection spares
+/// an unreferenced link for its grace period counted from the last upload or mount.
+const LINK_BLOB: &str = "INSERT INTO blobs (repo, digest, size, linked_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = EXCLUDED.linked_at";
 
 /// Key of the advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x5748_4152_4600; // "WHARF\0"
 
 pub struct PostgresMetadataStore {
     pool: Pool,
+    /// The connection holding the collector's gate exclusively, while a step runs: its
+    /// deletions run on it (a transaction on another connection would wait for the gate
+    /// the step itself holds, and pushes waiting for the gate may hold every other one).
+    gate: crate::postgres_gc::GateSlot,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -143,7 +180,10 @@ impl PostgresMetadataStore {
             .max_size(16)
             .build()
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(PostgresMetadataStore { pool })
+        Ok(PostgresMetadataStore {
+            pool,
+            gate: Default::default(),
+        })
     }
 
     /// Applies the migrations this binary knows and the database lacks. A database migrated by
@@ -219,13 +259,10 @@ impl MetadataStore for PostgresMetadataStore {
     async fn blob_link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        postgres_gc::gate_shared(&tx).await?;
         ensure_repo(&tx, repo).await?;
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO blobs (repo, digest, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64)])
+        let st = tx.prepare_cached(LINK_BLOB).await?;
+        tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64), &now()])
             .await?;
         tx.commit().await?;
         Ok(())
@@ -293,13 +330,9 @@ impl MetadataStore for PostgresMetadataStore {
         };
         let repo: String = row.get(0);
         if let Some((digest, size)) = blob {
-            let st = tx
-                .prepare_cached(
-                    "INSERT INTO blobs (repo, digest, size) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64)])
+            postgres_gc::gate_shared(&tx).await?;
+            let st = tx.prepare_cached(LINK_BLOB).await?;
+            tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64), &now()])
                 .await?;
         }
         tx.commit().await?;
@@ -334,6 +367,7 @@ impl MetadataStore for PostgresMetadataStore {
     async fn manifest_put(&self, m: NewManifest) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        postgres_gc::gate_shared(&tx).await?;
         let repo = m.repo.as_str();
         ensure_repo(&tx, repo).await?;
         let has_blob = tx
@@ -366,9 +400,10 @@ impl MetadataStore for PostgresMetadataStore {
             .prepare_cached(
                 "INSERT INTO manifests
                    (repo, digest, media_type, size, content, subject, artifact_type, annotations,
-                    created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (repo, digest) DO UPDATE SET media_type = EXCLUDED.media_type",
+                    created_at, pushed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                 ON CONFLICT (repo, digest)
+                 DO UPDATE SET media_type = EXCLUDED.media_type, pushed_at = EXCLUDED.pushed_at",
             )
             .await?;
         tx.execute(
@@ -387,6 +422,16 @@ impl MetadataStore for PostgresMetadataStore {
         )
         .await?;
         postgres_index::set_info(&tx, repo, &digest, &m.info).await?;
+        let refs = tx
+            .prepare_cached(
+                "INSERT INTO manifest_refs (repo, child, manifest) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        for child in m.blobs.iter().chain(&m.manifests) {
+            tx.execute(&refs, &[&repo, &child.to_string(), &digest])
+                .await?;
+        }
         if let Some(tag) = &m.tag {
             let st = tx
                 .prepare_cached(
@@ -450,6 +495,11 @@ impl MetadataStore for PostgresMetadataStore {
             .await?;
         tx.execute(
             "DELETE FROM tags WHERE repo = $1 AND digest = $2",
+            &[&repo, &d],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
             &[&repo, &d],
         )
         .await?;
@@ -534,6 +584,99 @@ impl MetadataStore for PostgresMetadataStore {
         rows.iter()
             .map(|r| Ok((parse_digest(r.get(0))?, r.get::<_, i64>(1).max(0) as u64)))
             .collect()
+    }
+
+    async fn blob_link_if_linked(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        postgres_gc::gate_shared(&tx).await?;
+        ensure_repo(&tx, repo).await?;
+        let n = tx
+            .execute(
+                "INSERT INTO blobs (repo, digest, size, linked_at)
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = $2)
+                 ON CONFLICT (repo, digest) DO UPDATE SET linked_at = EXCLUDED.linked_at",
+                &[&repo, &digest.to_string(), &(size as i64), &now()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn gc_pass_lock(&self) -> Result<Option<crate::gc::GcLock>> {
+        postgres_gc::pass_lock(&self.pool).await
+    }
+
+    async fn gc_gate_exclusive(&self) -> Result<Option<crate::gc::GcLock>> {
+        postgres_gc::gate_exclusive(&self.pool, &self.gate).await
+    }
+
+    async fn gc_manifest_candidates(
+        &self,
+        cutoff: i64,
+    ) -> Result<Vec<crate::gc::ManifestCandidate>> {
+        let c = self.pool.get().await?;
+        postgres_gc::manifest_candidates(&c, cutoff).await
+    }
+
+    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2",
+            &[&repo, &digest.to_string()],
+        )
+        .await?
+        .is_some())
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        victims: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        postgres_gc::delete_manifests(&self.pool, &self.gate, victims, cutoff).await
+    }
+
+    async fn gc_link_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let c = self.pool.get().await?;
+        postgres_gc::link_candidates(&c, cutoff, after.unwrap_or_default(), limit).await
+    }
+
+    async fn gc_delete_links(
+        &self,
+        links: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        postgres_gc::delete_links(&self.pool, &self.gate, links, cutoff).await
+    }
+
+    async fn gc_children_of(
+        &self,
+        manifests: &[crate::gc::ManifestCandidate],
+        cutoff: i64,
+    ) -> Result<Vec<crate::gc::HeldLink>> {
+        let c = self.pool.get().await?;
+        postgres_gc::children_of(&c, manifests, cutoff).await
+    }
+
+    async fn gc_links_of(&self, digest: &Digest) -> Result<Vec<String>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT repo FROM blobs WHERE digest = $1",
+                &[&digest.to_string()],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {

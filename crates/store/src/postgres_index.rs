@@ -145,7 +145,6 @@ pub(crate) async fn usage(c: &mut Object, max_repositories: usize) -> Result<Usa
         .await?;
     let row = tx
         .query_one(
-            &format!(
                 "SELECT
                    (SELECT COALESCE(SUM(size), 0)::BIGINT
                       FROM (SELECT MAX(size) AS size FROM blobs GROUP BY digest) b),
@@ -156,14 +155,8 @@ pub(crate) async fn usage(c: &mut Object, max_repositories: usize) -> Result<Usa
                      WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
                        AND (m.subject IS NULL OR NOT EXISTS
                              (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
-                       AND NOT EXISTS (
-                             SELECT 1 FROM manifests i,
-                               jsonb_array_elements(convert_from(i.content, 'UTF8')::jsonb -> 'manifests') c
-                             WHERE i.repo = m.repo AND i.media_type IN ('{}', '{}')
-                               AND c ->> 'digest' = m.digest))",
-                wharf_oci::media_type::OCI_INDEX,
-                wharf_oci::media_type::DOCKER_MANIFEST_LIST
-            ),
+                       AND NOT EXISTS
+                             (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.child = m.digest))",
             &[],
         )
         .await?;

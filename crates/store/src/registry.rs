@@ -58,7 +58,12 @@ pub struct ManifestPut {
 
 pub struct Registry {
     pub(crate) blobs: Arc<dyn BlobStore>,
-    meta: Arc<dyn MetadataStore>,
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    /// Garbage collection's gate in this process (see `crate::gc`): held shared by writes
+    /// that make content referenced, exclusively by each collection step.
+    pub(crate) gc_gate: tokio::sync::RwLock<()>,
+    /// One collection pass at a time in this process.
+    pub(crate) gc_pass: tokio::sync::Mutex<()>,
     limits: Limits,
     /// Requests on one upload session are serialised so their bytes never interleave. The
     /// lock is the session's own: a client stalled mid-chunk holds up its own session only.
@@ -72,6 +77,8 @@ impl Registry {
             meta,
             limits,
             upload_locks: Default::default(),
+            gc_gate: tokio::sync::RwLock::new(()),
+            gc_pass: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -171,7 +178,15 @@ impl Registry {
 
     /// Monolithic upload: the whole blob in one request.
     pub async fn blob_put(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64> {
+        // The body streams outside the collector's gate; under it, the bytes are confirmed
+        // and linked as one step (a collection between the two made them go: push again).
         let size = self.blobs.put(digest, body).await?;
+        let _gate = self.gc_gate.read().await;
+        if self.blobs.stat(digest).await? != Some(size) {
+            return Err(StoreError::UploadInvalid(
+                "the blob was collected as garbage while it was being stored; push it again".into(),
+            ));
+        }
         self.meta.blob_link(repo, digest, size).await?;
         Ok(size)
     }
@@ -189,10 +204,12 @@ impl Registry {
             None => self.meta.blob_find(digest).await?,
         };
         if let Some(size) = found {
+            let _gate = self.gc_gate.read().await;
             // A blob whose bytes are gone or damaged is not mounted: the client uploads it,
-            // which repairs it.
-            if self.blobs.stat(digest).await? == Some(size) {
-                self.meta.blob_link(repo, digest, size).await?;
+            // which repairs it. Nor is one whose last link went meanwhile.
+            if self.blobs.stat(digest).await? == Some(size)
+                && self.meta.blob_link_if_linked(repo, digest, size).await?
+            {
                 return Ok(MountOutcome::Mounted { size });
             }
         }
@@ -298,6 +315,8 @@ impl Registry {
             Some((range, body)) => self.append_locked(repo, id, range, body).await?,
             None => self.upload_record(repo, id).await?,
         };
+        // The bytes land and are linked as one step for the collector.
+        let _gate = self.gc_gate.read().await;
         self.blobs
             .upload_commit(id, upload.size, &upload.state, digest)
             .await?;
@@ -365,6 +384,7 @@ impl Registry {
             .as_ref()
             .filter(|a| !a.is_empty())
             .map(|a| serde_json::to_string(a).expect("string map serialises"));
+        let _gate = self.gc_gate.read().await;
         self.meta
             .manifest_put(NewManifest {
                 repo: repo.to_string(),

@@ -369,6 +369,50 @@ impl BlobStore for S3BlobStore {
         self.delete_tails(&key).await
     }
 
+    async fn list_blobs(&self) -> Result<Vec<crate::gc::StoredBlob>> {
+        let prefix = Path::from("blobs");
+        let mut listing = self.s3.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(s3_error)?;
+            // blobs/<algorithm>/<hex>; anything else is not a blob.
+            let mut parts = meta.location.parts();
+            let (Some(_), Some(alg), Some(hex), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(digest) = format!("{}:{}", alg.as_ref(), hex.as_ref()).parse::<Digest>() else {
+                continue;
+            };
+            out.push(crate::gc::StoredBlob {
+                digest,
+                size: meta.size,
+                modified: meta.last_modified.timestamp(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn stat_modified(&self, digest: &Digest) -> Result<Option<i64>> {
+        match self.s3.head(&blob_key(digest)).await {
+            Ok(m) => Ok(Some(m.last_modified.timestamp())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool> {
+        let key = blob_key(digest);
+        match self.s3.head(&key).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(s3_error(e)),
+        }
+        self.s3.delete(&key).await.map_err(s3_error)?;
+        Ok(true)
+    }
+
     async fn quarantine(&self, digest: &Digest) -> Result<bool> {
         let from = blob_key(digest);
         let to = Path::from(format!(

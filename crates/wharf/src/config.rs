@@ -141,6 +141,19 @@ pub struct FileConfig {
     /// Periodic scrub of stored blobs.
     #[serde(default)]
     pub scrub: FileScrub,
+    /// Online garbage collection.
+    #[serde(default)]
+    pub gc: FileGc,
+}
+
+/// `[gc]`: garbage collection passes inside `wharf serve` (see `wharf gc`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGc {
+    /// Seconds between passes; absent or 0: no scheduled pass.
+    pub interval_secs: Option<u64>,
+    /// What was pushed or linked less than this many seconds ago is kept [default: 3600].
+    pub grace_secs: Option<u64>,
 }
 
 /// `[scrub]`: re-hash every stored blob on a schedule (see `wharf scrub`).
@@ -261,6 +274,7 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     pub metrics: FileMetrics,
     pub scrub: FileScrub,
+    pub gc: FileGc,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

@@ -5,6 +5,7 @@ mod admin;
 mod auth_config;
 mod cli;
 mod config;
+mod gc;
 mod listener;
 mod migrate;
 mod policy_file;
@@ -60,6 +61,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Bring the metadata database to this version's schema.
     Migrate(migrate::MigrateArgs),
+    /// Delete untagged, unreferenced manifests and unreferenced blobs (online).
+    Gc(gc::GcArgs),
     /// Re-hash every stored blob; report and quarantine damaged ones.
     Scrub(scrub::ScrubArgs),
     /// Operator tasks: API keys, password hashes.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Scrub(args) => return scrub::run(args),
+        Command::Gc(args) => return gc::run(args),
         Command::Login(a) => return client(cli::block_on(cli::login::login(a))),
         Command::Logout(a) => return client(cli::block_on(cli::login::logout(a))),
         Command::Push(a) => return client(cli::block_on(cli::artifact::push(a))),

@@ -113,6 +113,7 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         upload_expiry_check_secs: l.upload_expiry_check_secs.unwrap_or(600),
         auth: file.auth.clone(),
         scrub: file.scrub.clone(),
+        gc: file.gc.clone(),
         metrics: {
             let mut m = file.metrics.clone();
             m.listen = args.metrics_listen.or(m.listen);
@@ -174,6 +175,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(s: Settings) -> Result<(), String> {
+    // An embedded registry is one process's: `wharf gc` run beside it would not see its
+    // pushes, so it refuses while this lock is held.
+    let _serving = match &s.store.metadata {
+        wharf_store::MetadataLocation::Sqlite(db) => Some(crate::gc::ServeLock::shared(db)?),
+        wharf_store::MetadataLocation::Postgres(_) => None,
+    };
     let opened = wharf_store::open(&s.store)
         .await
         .map_err(|e| format!("cannot open the store in {}: {e}", s.data_dir.display()))?;
@@ -242,6 +249,18 @@ async fn serve(s: Settings) -> Result<(), String> {
             quarantine,
         ));
     }
+    let gc_defaults = wharf_server::GcDefaults {
+        grace: Duration::from_secs(s.gc.grace_secs.unwrap_or(crate::gc::DEFAULT_GRACE_SECS)),
+        upload_expiry: Duration::from_secs(s.upload_expiry_secs),
+    };
+    if let (Some(every), false) = (s.gc.interval_secs.filter(|n| *n > 0), s.read_only) {
+        tokio::spawn(gc_on_schedule(
+            registry.clone(),
+            metrics.clone(),
+            Duration::from_secs(every),
+            gc_defaults.clone(),
+        ));
+    }
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -253,6 +272,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             pull_policy: s.pull_policy.clone(),
             metrics,
             metrics_access,
+            gc: gc_defaults,
         },
         auth,
     );
@@ -287,6 +307,46 @@ async fn serve(s: Settings) -> Result<(), String> {
         });
     }
     finish(server, stop_tx, s.shutdown_timeout_secs).await
+}
+
+/// Runs a collection pass every `every`, the first one interval after start. With replicas,
+/// each tries; one at a time gets to run.
+async fn gc_on_schedule(
+    registry: std::sync::Arc<wharf_store::Registry>,
+    metrics: Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
+    every: Duration,
+    defaults: wharf_server::GcDefaults,
+) {
+    let opts = wharf_store::GcOptions {
+        grace: defaults.grace,
+        dry_run: false,
+        upload_expiry: defaults.upload_expiry,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let started = std::time::Instant::now();
+        let pass = registry.collect_garbage(&opts).await;
+        match &pass {
+            Ok(Some(r)) => tracing::info!(
+                event = "gc",
+                manifests = r.manifests.len(),
+                links = r.links.len(),
+                blobs = r.blobs.len(),
+                reclaimed_bytes = r.reclaimed_bytes(),
+                skipped_steps = r.skipped_steps,
+                seconds = started.elapsed().as_secs_f64(),
+                "garbage collection pass"
+            ),
+            Ok(None) => tracing::debug!("garbage collection: another replica's pass is running"),
+            Err(e) => tracing::warn!("garbage collection pass failed: {e}"),
+        }
+        if let Some(m) = &metrics {
+            match &pass {
+                Ok(r) => m.collected(r.as_ref()),
+                Err(_) => m.collect_failed(),
+            }
+        }
+    }
 }
 
 /// Scrubs every `every`, the first pass one interval after start; damage is logged blob by

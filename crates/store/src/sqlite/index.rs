@@ -160,18 +160,13 @@ pub(super) fn usage(c: &Connection, max_repositories: usize) -> Result<Usage> {
         "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM manifests GROUP BY digest)",
     )?;
     let uploads = one("SELECT COUNT(*) FROM uploads")?;
-    let dangling_manifests = one(&format!(
+    let dangling_manifests = one(
         "SELECT COUNT(*) FROM manifests m
          WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+           AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.child = m.digest)
            AND (m.subject IS NULL OR NOT EXISTS
-                 (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
-           AND NOT EXISTS (
-                 SELECT 1 FROM manifests i, json_each(CAST(i.content AS TEXT), '$.manifests') c
-                 WHERE i.repo = m.repo AND i.media_type IN ('{}', '{}')
-                   AND json_extract(c.value, '$.digest') = m.digest)",
-        wharf_oci::media_type::OCI_INDEX,
-        wharf_oci::media_type::DOCKER_MANIFEST_LIST
-    ))?;
+                 (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))",
+    )?;
     let rows = c
         .prepare_cached(
             "SELECT repo, kind, COALESCE(SUM(total_size), 0) FROM manifests

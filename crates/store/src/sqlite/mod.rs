@@ -25,10 +25,16 @@ use crate::meta::{
 use crate::{Result, SchemaVersions, StoreError};
 
 mod failure;
+mod gc;
 mod index;
 mod schema;
 use failure::CommitFailure;
 use schema::MIGRATIONS;
+
+/// Links a blob into a repository, or refreshes the link's time: garbage collection spares
+/// an unreferenced link for its grace period counted from the last upload or mount.
+const LINK_BLOB: &str = "INSERT INTO blobs (repo, digest, size, linked_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at";
 
 const MAX_IDLE_READERS: usize = 16;
 
@@ -241,10 +247,8 @@ impl MetadataStore for SqliteMetadataStore {
         let (repo, digest) = (repo.to_string(), digest.to_string());
         self.write(move |tx| {
             ensure_repo(tx, &repo)?;
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs (repo, digest, size) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![repo, digest, size as i64])?;
+            tx.prepare_cached(LINK_BLOB)?
+                .execute(params![repo, digest, size as i64, now()])?;
             Ok(())
         })
         .await
@@ -319,10 +323,8 @@ impl MetadataStore for SqliteMetadataStore {
                 .optional()?;
             let Some(repo) = repo else { return Ok(false) };
             if let Some((digest, size)) = blob {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO blobs (repo, digest, size) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![repo, digest, size])?;
+                tx.prepare_cached(LINK_BLOB)?
+                    .execute(params![repo, digest, size, now()])?;
             }
             Ok(true)
         })
@@ -385,9 +387,10 @@ impl MetadataStore for SqliteMetadataStore {
             let t = now();
             tx.prepare_cached(
                 "INSERT INTO manifests
-                   (repo, digest, media_type, size, content, subject, artifact_type, annotations, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type",
+                   (repo, digest, media_type, size, content, subject, artifact_type, annotations, created_at, pushed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT (repo, digest)
+                 DO UPDATE SET media_type = excluded.media_type, pushed_at = excluded.pushed_at",
             )?
             .execute(params![
                 repo,
@@ -401,6 +404,14 @@ impl MetadataStore for SqliteMetadataStore {
                 t
             ])?;
             index::set_info(tx, repo, &digest, &m.info)?;
+            {
+                let mut refs = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO manifest_refs (repo, child, manifest) VALUES (?1, ?2, ?3)",
+                )?;
+                for child in m.blobs.iter().chain(&m.manifests) {
+                    refs.execute(params![repo, child.to_string(), digest])?;
+                }
+            }
             if let Some(tag) = &m.tag {
                 let written = tx
                     .prepare_cached(
@@ -465,6 +476,8 @@ impl MetadataStore for SqliteMetadataStore {
                 .prepare_cached("DELETE FROM manifests WHERE repo = ?1 AND digest = ?2")?
                 .execute([&repo, &digest])?;
             tx.prepare_cached("DELETE FROM tags WHERE repo = ?1 AND digest = ?2")?
+                .execute([&repo, &digest])?;
+            tx.prepare_cached("DELETE FROM manifest_refs WHERE repo = ?1 AND manifest = ?2")?
                 .execute([&repo, &digest])?;
             Ok(n > 0)
         })
@@ -555,6 +568,123 @@ impl MetadataStore for SqliteMetadataStore {
         rows.into_iter()
             .map(|(d, n)| Ok((parse_digest(d)?, n.max(0) as u64)))
             .collect()
+    }
+
+    async fn blob_link_if_linked(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |tx| {
+            ensure_repo(tx, &repo)?;
+            Ok(tx
+                .prepare_cached(
+                    "INSERT INTO blobs (repo, digest, size, linked_at)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = ?2)
+                     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
+                )?
+                .execute(params![repo, digest, size as i64, now()])?
+                > 0)
+        })
+        .await
+    }
+
+    fn is_shared(&self) -> bool {
+        // One process owns a SQLite registry: the collector's gate in `Registry` is enough.
+        false
+    }
+
+    async fn gc_pass_lock(&self) -> Result<Option<crate::gc::GcLock>> {
+        Ok(Some(crate::gc::GcLock::local()))
+    }
+
+    async fn gc_gate_exclusive(&self) -> Result<Option<crate::gc::GcLock>> {
+        Ok(Some(crate::gc::GcLock::local()))
+    }
+
+    async fn gc_manifest_candidates(
+        &self,
+        cutoff: i64,
+    ) -> Result<Vec<crate::gc::ManifestCandidate>> {
+        self.read(move |c| gc::manifest_candidates(c, cutoff)).await
+    }
+
+    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| gc::manifest_exists(c, &repo, &digest))
+            .await
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        victims: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let victims: Vec<(String, String)> = victims
+            .iter()
+            .map(|(r, d)| (r.clone(), d.to_string()))
+            .collect();
+        gc::parsed(
+            self.write(move |tx| gc::delete_manifests(tx, &victims, cutoff))
+                .await?,
+        )
+    }
+
+    async fn gc_link_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let after = after.unwrap_or_default();
+        gc::parsed(
+            self.read(move |c| gc::link_candidates(c, cutoff, &after, limit))
+                .await?,
+        )
+    }
+
+    async fn gc_delete_links(
+        &self,
+        links: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let links: Vec<(String, String)> = links
+            .iter()
+            .map(|(r, d)| (r.clone(), d.to_string()))
+            .collect();
+        gc::parsed(
+            self.write(move |tx| gc::delete_links(tx, &links, cutoff))
+                .await?,
+        )
+    }
+
+    async fn gc_children_of(
+        &self,
+        manifests: &[crate::gc::ManifestCandidate],
+        cutoff: i64,
+    ) -> Result<Vec<crate::gc::HeldLink>> {
+        let manifests: Vec<(String, String)> = manifests
+            .iter()
+            .map(|m| (m.repo.clone(), m.digest.to_string()))
+            .collect();
+        let rows = self
+            .read(move |c| gc::children_of(c, &manifests, cutoff))
+            .await?;
+        rows.into_iter()
+            .map(|(repo, child, size, holders)| {
+                Ok(crate::gc::HeldLink {
+                    repo,
+                    digest: parse_digest(child)?,
+                    size,
+                    holders: holders
+                        .into_iter()
+                        .map(parse_digest)
+                        .collect::<Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_links_of(&self, digest: &Digest) -> Result<Vec<String>> {
+        let digest = digest.to_string();
+        self.read(move |c| gc::links_of(c, &digest)).await
     }
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {

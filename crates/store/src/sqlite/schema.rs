@@ -71,4 +71,33 @@ ALTER TABLE manifests ADD COLUMN version_key TEXT;
 CREATE INDEX manifests_search ON manifests (repo, digest, kind, version_key, search_text)
   WHERE kind IS NOT NULL;
 "#,
+    r#"
+-- Garbage collection: when a blob was last linked (uploaded, mounted) into a repository, and
+-- what each manifest references (config, layers, index children), so that "unreferenced"
+-- is one indexed lookup. Existing manifests are read once, here.
+ALTER TABLE blobs ADD COLUMN linked_at INTEGER NOT NULL DEFAULT 0;
+-- When a manifest was last pushed (created_at stays the first push, which listings show).
+ALTER TABLE manifests ADD COLUMN pushed_at INTEGER NOT NULL DEFAULT 0;
+UPDATE manifests SET pushed_at = created_at;
+CREATE TABLE manifest_refs (
+    repo     TEXT NOT NULL,
+    child    TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    PRIMARY KEY (repo, child, manifest)
+) WITHOUT ROWID;
+CREATE INDEX manifest_refs_by_manifest ON manifest_refs (repo, manifest);
+INSERT OR IGNORE INTO manifest_refs (repo, child, manifest)
+  SELECT m.repo, json_extract(CAST(m.content AS TEXT), '$.config.digest'), m.digest
+    FROM manifests m
+   WHERE json_valid(CAST(m.content AS TEXT))
+     AND json_extract(CAST(m.content AS TEXT), '$.config.digest') IS NOT NULL;
+INSERT OR IGNORE INTO manifest_refs (repo, child, manifest)
+  SELECT m.repo, json_extract(e.value, '$.digest'), m.digest
+    FROM manifests m, json_each(CAST(m.content AS TEXT), '$.layers') e
+   WHERE json_valid(CAST(m.content AS TEXT)) AND json_extract(e.value, '$.digest') IS NOT NULL;
+INSERT OR IGNORE INTO manifest_refs (repo, child, manifest)
+  SELECT m.repo, json_extract(e.value, '$.digest'), m.digest
+    FROM manifests m, json_each(CAST(m.content AS TEXT), '$.manifests') e
+   WHERE json_valid(CAST(m.content AS TEXT)) AND json_extract(e.value, '$.digest') IS NOT NULL;
+"#,
 ];

@@ -1,0 +1,261 @@
+//! Garbage collection in PostgreSQL (see `crate::gc`): the gate every replica shares, as an
+//! advisory lock (transactions that make content referenced hold it shared until they
+//! commit; a collection step holds it exclusively on a connection of its own, and runs its
+//! deletions there), the pass lock that lets one replica collect at a time, and the
+//! queries, each delete re-checking what would keep its row.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool, Transaction};
+use wharf_oci::Digest;
+
+use crate::gc::{GcLock, ManifestCandidate};
+use crate::meta::parse_digest;
+use crate::Result;
+
+/// The gate's advisory lock key.
+const GATE: i64 = 0x5748_4152_4647; // "WHARFG"
+/// The key of the lock held for a whole collection pass.
+const PASS: i64 = 0x5748_4152_4650; // "WHARFP"
+
+/// The connection holding the gate exclusively, while a step runs.
+pub(crate) type GateSlot = Arc<tokio::sync::Mutex<Option<Object>>>;
+
+/// Holds the gate shared until the transaction ends (waiting while a step runs).
+pub(crate) async fn gate_shared(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&GATE])
+        .await?;
+    Ok(())
+}
+
+/// A session lock on `key`, taken only if free, on a connection kept until release. The
+/// connection is closed rather than pooled if the unlock fails, so no lock outlives it.
+async fn session_lock(pool: &Pool, key: i64) -> Result<Option<Object>> {
+    let c = pool.get().await?;
+    let got: bool = c
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await?
+        .get(0);
+    Ok(got.then_some(c))
+}
+
+async fn unlock(c: Object, key: i64) {
+    if c.execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .is_err()
+    {
+        drop(Object::take(c));
+    }
+}
+
+pub(crate) async fn pass_lock(pool: &Pool) -> Result<Option<GcLock>> {
+    Ok(session_lock(pool, PASS)
+        .await?
+        .map(|c| GcLock::new(move || Box::pin(unlock(c, PASS)))))
+}
+
+pub(crate) async fn gate_exclusive(pool: &Pool, slot: &GateSlot) -> Result<Option<GcLock>> {
+    let Some(c) = session_lock(pool, GATE).await? else {
+        return Ok(None);
+    };
+    *slot.lock().await = Some(c);
+    let slot = slot.clone();
+    Ok(Some(GcLock::new(move || {
+        Box::pin(async move {
+            if let Some(c) = slot.lock().await.take() {
+                unlock(c, GATE).await;
+            }
+        })
+    })))
+}
+
+/// Runs `work` in a transaction on the connection holding the gate, or on a pooled one when
+/// no step holds it (a dry run).
+async fn in_step<T>(
+    pool: &Pool,
+    slot: &GateSlot,
+    work: impl for<'t> FnOnce(&'t Transaction<'t>) -> futures_util::future::BoxFuture<'t, Result<T>>,
+) -> Result<T> {
+    let mut held = slot.lock().await;
+    let mut pooled;
+    let c: &mut Object = match held.as_mut() {
+        Some(c) => c,
+        None => {
+            pooled = pool.get().await?;
+            &mut pooled
+        }
+    };
+    let tx = c.transaction().await?;
+    let out = work(&tx).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(crate) async fn manifest_candidates(c: &Object, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
+    let rows = c
+        .query(
+            "SELECT m.repo, m.digest, m.size, m.subject,
+                    ARRAY(SELECT r.manifest FROM manifest_refs r
+                           WHERE r.repo = m.repo AND r.child = m.digest)
+             FROM manifests m
+             WHERE m.pushed_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)",
+            &[&cutoff],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ManifestCandidate {
+                repo: r.get(0),
+                digest: parse_digest(r.get(1))?,
+                size: r.get::<_, i64>(2).max(0) as u64,
+                subject: r
+                    .get::<_, Option<String>>(3)
+                    .map(parse_digest)
+                    .transpose()?,
+                parents: r
+                    .get::<_, Vec<String>>(4)
+                    .into_iter()
+                    .map(parse_digest)
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn delete_manifests(
+    pool: &Pool,
+    slot: &GateSlot,
+    victims: &[(String, Digest)],
+    cutoff: i64,
+) -> Result<Vec<(String, Digest, u64)>> {
+    let victims = victims.to_vec();
+    in_step(pool, slot, move |tx| {
+        Box::pin(async move {
+            let mut gone = Vec::new();
+            for (repo, digest) in victims {
+                let d = digest.to_string();
+                let row = tx
+                    .query_opt(
+                        "DELETE FROM manifests m
+                         WHERE m.repo = $1 AND m.digest = $2 AND m.pushed_at <= $3
+                           AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = $1 AND t.digest = $2)
+                           AND NOT EXISTS
+                                 (SELECT 1 FROM manifest_refs r WHERE r.repo = $1 AND r.child = $2)
+                           AND (m.subject IS NULL OR NOT EXISTS
+                                 (SELECT 1 FROM manifests s WHERE s.repo = $1 AND s.digest = m.subject))
+                         RETURNING m.size",
+                        &[&repo, &d, &cutoff],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    tx.execute(
+                        "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
+                        &[&repo, &d],
+                    )
+                    .await?;
+                    gone.push((repo, digest, row.get::<_, i64>(0).max(0) as u64));
+                }
+            }
+            Ok(gone)
+        })
+    })
+    .await
+}
+
+pub(crate) async fn link_candidates(
+    c: &Object,
+    cutoff: i64,
+    after: (String, String),
+    limit: usize,
+) -> Result<Vec<(String, Digest, u64)>> {
+    let rows = c
+        .query(
+            "SELECT b.repo, b.digest, b.size FROM blobs b
+             WHERE b.linked_at <= $1 AND (b.repo, b.digest) > ($2, $3)
+               AND NOT EXISTS
+                     (SELECT 1 FROM manifest_refs r WHERE r.repo = b.repo AND r.child = b.digest)
+             ORDER BY b.repo, b.digest LIMIT $4",
+            &[&cutoff, &after.0, &after.1, &(limit as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.get(0),
+                parse_digest(r.get(1))?,
+                r.get::<_, i64>(2).max(0) as u64,
+            ))
+        })
+        .collect()
+}
+
+pub(crate) async fn delete_links(
+    pool: &Pool,
+    slot: &GateSlot,
+    links: &[(String, Digest)],
+    cutoff: i64,
+) -> Result<Vec<(String, Digest, u64)>> {
+    let links = links.to_vec();
+    in_step(pool, slot, move |tx| {
+        Box::pin(async move {
+            let mut gone = Vec::new();
+            for (repo, digest) in links {
+                let row = tx
+                    .query_opt(
+                        "DELETE FROM blobs
+                         WHERE repo = $1 AND digest = $2 AND linked_at <= $3
+                           AND NOT EXISTS
+                                 (SELECT 1 FROM manifest_refs r WHERE r.repo = $1 AND r.child = $2)
+                         RETURNING size",
+                        &[&repo, &digest.to_string(), &cutoff],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    gone.push((repo, digest, row.get::<_, i64>(0).max(0) as u64));
+                }
+            }
+            Ok(gone)
+        })
+    })
+    .await
+}
+
+pub(crate) async fn children_of(
+    c: &Object,
+    manifests: &[ManifestCandidate],
+    cutoff: i64,
+) -> Result<Vec<crate::gc::HeldLink>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for m in manifests {
+        let rows = c
+            .query(
+                "SELECT r.child, b.size,
+                        ARRAY(SELECT h.manifest FROM manifest_refs h
+                               WHERE h.repo = r.repo AND h.child = r.child)
+                 FROM manifest_refs r
+                 JOIN blobs b ON b.repo = r.repo AND b.digest = r.child
+                 WHERE r.repo = $1 AND r.manifest = $2 AND b.linked_at <= $3",
+                &[&m.repo, &m.digest.to_string(), &cutoff],
+            )
+            .await?;
+        for r in rows {
+            let child: String = r.get(0);
+            if !seen.insert((m.repo.clone(), child.clone())) {
+                continue;
+            }
+            out.push(crate::gc::HeldLink {
+                repo: m.repo.clone(),
+                digest: parse_digest(child)?,
+                size: r.get::<_, i64>(1).max(0) as u64,
+                holders: r
+                    .get::<_, Vec<String>>(2)
+                    .into_iter()
+                    .map(parse_digest)
+                    .collect::<Result<_>>()?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,176 @@
+//! Garbage collection's queries in SQLite (see `crate::gc`). Each delete re-checks, in its
+//! own statement, everything that would keep the row, so a candidate that became referenced
+//! since it was listed stays.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use wharf_oci::Digest;
+
+use crate::gc::ManifestCandidate;
+use crate::meta::parse_digest;
+use crate::Result;
+
+pub(super) fn manifest_candidates(c: &Connection, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
+    let rows = c
+        .prepare_cached(
+            "SELECT m.repo, m.digest, m.size, m.subject,
+                    (SELECT group_concat(r.manifest, char(10)) FROM manifest_refs r
+                      WHERE r.repo = m.repo AND r.child = m.digest)
+             FROM manifests m
+             WHERE m.pushed_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)",
+        )?
+        .query_map([cutoff], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(repo, digest, size, subject, parents)| {
+            Ok(ManifestCandidate {
+                repo,
+                digest: parse_digest(digest)?,
+                size: size.max(0) as u64,
+                subject: subject.map(parse_digest).transpose()?,
+                parents: parents
+                    .unwrap_or_default()
+                    .split('\n')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| parse_digest(p.to_string()))
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn manifest_exists(c: &Connection, repo: &str, digest: &str) -> Result<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2")?
+            .exists([repo, digest])?,
+    )
+}
+
+pub(super) fn delete_manifests(
+    tx: &Connection,
+    victims: &[(String, String)],
+    cutoff: i64,
+) -> Result<Vec<(String, String, u64)>> {
+    let mut gone = Vec::new();
+    for (repo, digest) in victims {
+        let size: Option<i64> = tx
+            .prepare_cached(
+                "DELETE FROM manifests
+                 WHERE repo = ?1 AND digest = ?2 AND pushed_at <= ?3
+                   AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = ?1 AND t.digest = ?2)
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = ?1 AND r.child = ?2)
+                   AND (subject IS NULL OR NOT EXISTS
+                         (SELECT 1 FROM manifests s WHERE s.repo = ?1 AND s.digest = manifests.subject))
+                 RETURNING size",
+            )?
+            .query_row(params![repo, digest, cutoff], |r| r.get(0))
+            .optional()?;
+        if let Some(size) = size {
+            tx.prepare_cached("DELETE FROM manifest_refs WHERE repo = ?1 AND manifest = ?2")?
+                .execute([repo, digest])?;
+            gone.push((repo.clone(), digest.clone(), size.max(0) as u64));
+        }
+    }
+    Ok(gone)
+}
+
+pub(super) fn link_candidates(
+    c: &Connection,
+    cutoff: i64,
+    after: &(String, String),
+    limit: usize,
+) -> Result<Vec<(String, String, u64)>> {
+    Ok(c.prepare_cached(
+        "SELECT b.repo, b.digest, b.size FROM blobs b
+         WHERE b.linked_at <= ?1 AND (b.repo, b.digest) > (?2, ?3)
+           AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = b.repo AND r.child = b.digest)
+         ORDER BY b.repo, b.digest LIMIT ?4",
+    )?
+    .query_map(params![cutoff, after.0, after.1, limit as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn delete_links(
+    tx: &Connection,
+    links: &[(String, String)],
+    cutoff: i64,
+) -> Result<Vec<(String, String, u64)>> {
+    let mut gone = Vec::new();
+    for (repo, digest) in links {
+        let size: Option<i64> = tx
+            .prepare_cached(
+                "DELETE FROM blobs
+                 WHERE repo = ?1 AND digest = ?2 AND linked_at <= ?3
+                   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = ?1 AND r.child = ?2)
+                 RETURNING size",
+            )?
+            .query_row(params![repo, digest, cutoff], |r| r.get(0))
+            .optional()?;
+        if let Some(size) = size {
+            gone.push((repo.clone(), digest.clone(), size.max(0) as u64));
+        }
+    }
+    Ok(gone)
+}
+
+/// A link (repository, digest, size) and the manifests that reference it, as stored.
+pub(super) type HeldRow = (String, String, u64, Vec<String>);
+
+pub(super) fn children_of(
+    c: &Connection,
+    manifests: &[(String, String)],
+    cutoff: i64,
+) -> Result<Vec<HeldRow>> {
+    let mut out: Vec<HeldRow> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (repo, manifest) in manifests {
+        let children = c
+            .prepare_cached(
+                "SELECT r.child, b.size FROM manifest_refs r
+                 JOIN blobs b ON b.repo = r.repo AND b.digest = r.child
+                 WHERE r.repo = ?1 AND r.manifest = ?2 AND b.linked_at <= ?3",
+            )?
+            .query_map(params![repo, manifest, cutoff], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (child, size) in children {
+            if !seen.insert((repo.clone(), child.clone())) {
+                continue;
+            }
+            let holders = c
+                .prepare_cached(
+                    "SELECT manifest FROM manifest_refs WHERE repo = ?1 AND child = ?2",
+                )?
+                .query_map([repo, &child], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            out.push((repo.clone(), child, size.max(0) as u64, holders));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn links_of(c: &Connection, digest: &str) -> Result<Vec<String>> {
+    Ok(
+        c.prepare_cached("SELECT repo FROM blobs WHERE digest = ?1")?
+            .query_map([digest], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?,
+    )
+}
+
+/// Parses the digests of rows the database wrote.
+pub(super) fn parsed(rows: Vec<(String, String, u64)>) -> Result<Vec<(String, Digest, u64)>> {
+    rows.into_iter()
+        .map(|(r, d, n)| Ok((r, parse_digest(d)?, n)))
+        .collect()
+}
