@@ -132,9 +132,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::ManifestBlobUnknown, msg)
             }
             StoreError::NameUnknown => ApiError::new(ErrorCode::NameUnknown, msg),
-            StoreError::TagProtected(_) | StoreError::KindRefused(_) => {
-                ApiError::new(ErrorCode::Denied, msg)
-            }
+            StoreError::TagProtected(_)
+            | StoreError::TagImmutable(_)
+            | StoreError::KindRefused(_) => ApiError::new(ErrorCode::Denied, msg),
             StoreError::ManifestTooLarge { .. } => ApiError::new(ErrorCode::SizeInvalid, msg)
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE),
             StoreError::Spec(e) => e.into(),

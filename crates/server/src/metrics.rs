@@ -261,9 +261,9 @@ impl Metrics {
         }
     }
 
-    /// Records one answered request; a successful manifest or blob GET has its body timed
-    /// until the last byte is sent.
-    pub(crate) fn record(
+    /// Records one answered request; a successful blob GET has its body timed until the
+    /// last byte is sent. (Public for `benches/metrics.rs`.)
+    pub fn record(
         &self,
         method: &Method,
         route: &'static str,
@@ -303,9 +303,14 @@ impl Metrics {
                     .with_label_values(&[repo, BLOB_KIND])
                     .inc();
             }
-            ("manifest" | "blob", &Method::GET)
-                if status.is_success() || status.is_redirection() =>
-            {
+            // A manifest is sent from memory at once: its time is the response's.
+            ("manifest", &Method::GET) if status.is_success() || status.is_redirection() => {
+                self.pull_duration
+                    .with_label_values(&[self.repositories.label(repo)])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            // A blob streams: it is timed until its last byte is sent.
+            ("blob", &Method::GET) if status.is_success() || status.is_redirection() => {
                 let timer = self
                     .pull_duration
                     .with_label_values(&[self.repositories.label(repo)]);

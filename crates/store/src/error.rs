@@ -30,6 +30,8 @@ pub enum StoreError {
     ManifestBlobUnknown(Digest),
     #[error("tag {0} already points to other content; moving it needs the overwrite right")]
     TagProtected(String),
+    #[error("{0}")]
+    TagImmutable(String),
     /// A push of a kind the repository does not accept (an operator's rule).
     #[error("{0}")]
     KindRefused(String),

@@ -513,17 +513,13 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<bool> {
-        let path = self.blob_path(digest);
-        tokio::task::spawn_blocking(move || match fs::remove_file(&path) {
-            Ok(()) => {
-                sync_dir(path.parent().expect("blob path has a parent"))?;
-                Ok(true)
-            }
+        // No directory sync: a deletion a crash undoes leaves garbage the next pass removes,
+        // and a sync per blob would make a pass over many blobs crawl.
+        match std::fs::remove_file(self.blob_path(digest)) {
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        })
-        .await?
-        .map_err(Into::into)
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn quarantine(&self, digest: &Digest) -> Result<bool> {

@@ -9,7 +9,8 @@
 //! something a step is deleting: a manifest PUT whose blob was collected first fails with
 //! `MANIFEST_BLOB_UNKNOWN` and stores nothing. The gate is this process's lock, and with
 //! PostgreSQL also an advisory lock every replica takes (see the backend). Collection takes
-//! the gate only when it is free, so pushes never queue behind it.
+//! the gate when it is free, or queues for it after a moment, so pushes wait at most for the
+//! ones in flight and one short step.
 //!
 //! What the grace period protects: a blob uploaded (or mounted) less than `grace` ago, and a
 //! manifest pushed less than `grace` ago, are kept even when nothing references them yet: a
@@ -94,6 +95,8 @@ pub struct GcOptions {
 const STEP: usize = 200;
 /// How long a step waits for the gate before giving up until the next pass.
 const GATE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a step tries for a free gate before it queues for it.
+const GATE_QUEUE_AFTER: Duration = Duration::from_millis(20);
 /// With metadata in PostgreSQL, bytes younger than this are kept whatever the grace: another
 /// replica may be between writing a blob's bytes and linking them, which the gate of this
 /// process does not see (its link transaction takes the shared gate only when it starts).
@@ -269,17 +272,23 @@ impl Registry {
             .map(|(r, d, _)| (r.clone(), d.clone()))
             .collect();
         let stored = self.blobs.list_blobs().await?;
+        // Every link at once: one read, not one per stored blob.
+        let mut linked: HashMap<Digest, Vec<String>> = HashMap::new();
+        for (repo, digest) in self.meta.gc_links(None).await? {
+            linked.entry(digest).or_default().push(repo);
+        }
         let mut candidates = Vec::new();
         for b in stored {
             if b.modified > floor {
                 continue;
             }
-            let links = self.meta.gc_links_of(&b.digest).await?;
             // Dry, links that would go count as gone.
-            if links
-                .iter()
-                .all(|r| leaving.contains(&(r.clone(), b.digest.clone())))
-            {
+            let kept = linked.get(&b.digest).is_some_and(|repos| {
+                repos
+                    .iter()
+                    .any(|r| !leaving.contains(&(r.clone(), b.digest.clone())))
+            });
+            if !kept {
                 candidates.push(b);
             }
         }
@@ -293,16 +302,25 @@ impl Registry {
         for batch in candidates.chunks(STEP) {
             let step = self
                 .exclusively(|| async {
+                    // Re-checked under the gate: still unlinked. In this process a push
+                    // links what it writes under the gate, so that is enough; another
+                    // replica may have written the digest again without linking it yet, so
+                    // with replicas the bytes must also still be old.
+                    let digests: Vec<Digest> = batch.iter().map(|b| b.digest.clone()).collect();
+                    let relinked: HashSet<Digest> = self
+                        .meta
+                        .gc_links(Some(&digests))
+                        .await?
+                        .into_iter()
+                        .map(|(_, d)| d)
+                        .collect();
                     let mut gone = Vec::new();
-                    for b in batch {
-                        // Re-checked under the gate: no link, and still old (a push may
-                        // have just written the same digest again).
-                        if !self.meta.gc_links_of(&b.digest).await?.is_empty() {
-                            continue;
-                        }
-                        match self.blobs.stat_modified(&b.digest).await? {
-                            Some(m) if m <= floor => {}
-                            _ => continue,
+                    for b in batch.iter().filter(|b| !relinked.contains(&b.digest)) {
+                        if self.meta.is_shared() {
+                            match self.blobs.stat_modified(&b.digest).await? {
+                                Some(m) if m <= floor => {}
+                                _ => continue,
+                            }
                         }
                         if self.blobs.delete_blob(&b.digest).await? {
                             gone.push(b.clone());
@@ -331,10 +349,22 @@ impl Registry {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = tokio::time::Instant::now() + GATE_PATIENCE;
+        let started = tokio::time::Instant::now();
+        let deadline = started + GATE_PATIENCE;
         loop {
-            // Taken only when free: a waiting collector would make new pushes queue behind it.
-            if let Ok(local) = self.gc_gate.try_write() {
+            // Taken when free; under a steady stream of pushes it is rarely free, so after a
+            // moment the collector queues for it: pushes arriving then wait for the ones in
+            // flight (milliseconds) and for the step, not for the whole patience.
+            let local = match self.gc_gate.try_write() {
+                Ok(g) => Some(g),
+                Err(_) if started.elapsed() >= GATE_QUEUE_AFTER => {
+                    tokio::time::timeout_at(deadline, self.gc_gate.write())
+                        .await
+                        .ok()
+                }
+                Err(_) => None,
+            };
+            if let Some(local) = local {
                 if let Some(shared) = self.meta.gc_gate_exclusive().await? {
                     let out = step().await;
                     shared.release().await;

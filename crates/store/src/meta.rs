@@ -98,6 +98,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes a manifest and every tag on it; false when it was absent.
     async fn manifest_delete(&self, repo: &str, digest: &Digest) -> Result<bool>;
     async fn tag_delete(&self, repo: &str, tag: &str) -> Result<bool>;
+    /// The tags of `repo` that name `digest`.
+    async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>>;
 
     /// Up to `n` tags after `last` in lexical order; `None` when the repository is unknown.
     async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>>;
@@ -168,8 +170,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         manifests: &[crate::gc::ManifestCandidate],
         cutoff: i64,
     ) -> Result<Vec<crate::gc::HeldLink>>;
-    /// The repositories that link `digest`.
-    async fn gc_links_of(&self, digest: &Digest) -> Result<Vec<String>>;
+    /// The links (repository, digest) of `digests`, or every link when `None`.
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>>;
 
     /// What the registry holds, with at most `max_repositories` repositories named (see
     /// [`crate::Usage`]).

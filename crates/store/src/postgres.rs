@@ -515,6 +515,17 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(c.execute(&st, &[&repo, &tag]).await? > 0)
     }
 
+    async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT tag FROM tags WHERE repo = $1 AND digest = $2 ORDER BY tag",
+                &[&repo, &digest.to_string()],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>> {
         let c = self.pool.get().await?;
         let known = c
@@ -668,15 +679,22 @@ impl MetadataStore for PostgresMetadataStore {
         postgres_gc::children_of(&c, manifests, cutoff).await
     }
 
-    async fn gc_links_of(&self, digest: &Digest) -> Result<Vec<String>> {
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>> {
         let c = self.pool.get().await?;
-        let rows = c
-            .query(
-                "SELECT repo FROM blobs WHERE digest = $1",
-                &[&digest.to_string()],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let rows = match digests {
+            None => c.query("SELECT repo, digest FROM blobs", &[]).await?,
+            Some(ds) => {
+                let ds: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
+                c.query(
+                    "SELECT repo, digest FROM blobs WHERE digest = ANY($1)",
+                    &[&ds],
+                )
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok((r.get(0), parse_digest(r.get(1))?)))
+            .collect()
     }
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {

@@ -22,6 +22,8 @@ pub struct Limits {
     /// Per repository pattern, the artifact kinds a push may store (first match decides;
     /// repositories no rule matches accept every kind).
     pub kind_rules: Vec<KindRule>,
+    /// Tags that never move and are never deleted (see `crate::immutable`).
+    pub immutable_tags: Vec<crate::ImmutableRule>,
 }
 
 impl Default for Limits {
@@ -29,6 +31,7 @@ impl Default for Limits {
         Limits {
             max_manifest_size: 4 * 1024 * 1024,
             kind_rules: Vec::new(),
+            immutable_tags: Vec::new(),
         }
     }
 }
@@ -364,6 +367,8 @@ impl Registry {
             });
         }
         let manifest = Manifest::parse(content_type, &content)?;
+        let immutable = matches!(reference, Reference::Tag(t)
+            if crate::immutable::is_immutable(&self.limits.immutable_tags, repo, t));
         let (digest, tag) = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &content);
@@ -400,11 +405,18 @@ impl Registry {
                     .map(|d| d.digest.clone())
                     .collect(),
                 tag,
-                tag_may_move,
+                tag_may_move: tag_may_move && !immutable,
                 content,
                 info,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::TagProtected(t) if immutable => StoreError::TagImmutable(format!(
+                    "{repo}:{t} is immutable ([[immutable_tags]]): it keeps the manifest it \
+                     points to"
+                )),
+                e => e,
+            })?;
         Ok(ManifestPut {
             digest,
             subject,
@@ -512,6 +524,7 @@ impl Registry {
 
     /// Deleting by digest removes the manifest and its tags; by tag, only the tag.
     pub async fn manifest_delete(&self, repo: &str, reference: &Reference) -> Result<()> {
+        self.refuse_deleting_immutable(repo, reference).await?;
         let found = match reference {
             Reference::Digest(d) => self.meta.manifest_delete(repo, d).await?,
             Reference::Tag(t) => self.meta.tag_delete(repo, t).await?,
@@ -521,6 +534,38 @@ impl Registry {
         } else {
             Err(StoreError::ManifestUnknown)
         }
+    }
+
+    /// Refuses to delete an immutable tag, or a manifest an immutable tag names.
+    async fn refuse_deleting_immutable(&self, repo: &str, reference: &Reference) -> Result<()> {
+        let rules = &self.limits.immutable_tags;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let protected: Vec<String> = match reference {
+            Reference::Tag(t) if crate::immutable::is_immutable(rules, repo, t) => {
+                match self.meta.manifest_get(repo, reference).await? {
+                    Some(_) => vec![t.clone()],
+                    None => return Err(StoreError::ManifestUnknown),
+                }
+            }
+            Reference::Tag(_) => Vec::new(),
+            Reference::Digest(d) => self
+                .meta
+                .tags_of(repo, d)
+                .await?
+                .into_iter()
+                .filter(|t| crate::immutable::is_immutable(rules, repo, t))
+                .collect(),
+        };
+        if protected.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::TagImmutable(format!(
+            "{repo}:{} is immutable ([[immutable_tags]]): it cannot be deleted, nor can the \
+             manifest it names",
+            protected.join(", ")
+        )))
     }
 
     // ---- listings ----

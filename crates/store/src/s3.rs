@@ -403,13 +403,8 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<bool> {
-        let key = blob_key(digest);
-        match self.s3.head(&key).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(s3_error(e)),
-        }
-        self.s3.delete(&key).await.map_err(s3_error)?;
+        // S3 deletes a missing key without complaint: the caller listed it a moment ago.
+        self.s3.delete(&blob_key(digest)).await.map_err(s3_error)?;
         Ok(true)
     }
 

@@ -66,6 +66,11 @@ impl StoreArgs {
             .iter()
             .map(FileKindRule::rule)
             .collect::<Result<_, _>>()?;
+        config.limits.immutable_tags = file
+            .immutable_tags
+            .iter()
+            .map(FileImmutableRule::rule)
+            .collect::<Result<_, _>>()?;
         Ok(config)
     }
 
@@ -135,6 +140,9 @@ pub struct FileConfig {
     /// Per repository pattern, the artifact kinds a push may store.
     #[serde(default)]
     pub artifact_kinds: Vec<FileKindRule>,
+    /// Per repository pattern, the tags that never move and are never deleted.
+    #[serde(default)]
+    pub immutable_tags: Vec<FileImmutableRule>,
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: FileMetrics,
@@ -213,6 +221,33 @@ impl FileKindRule {
                 .iter()
                 .map(|k| k.parse().map_err(bad))
                 .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// `[[immutable_tags]]`: in the repositories matching any of `repositories`, the tags
+/// matching any of `tags` keep the manifest they were first pushed with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileImmutableRule {
+    pub repositories: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+impl FileImmutableRule {
+    fn rule(&self) -> Result<wharf_store::ImmutableRule, String> {
+        let bad = |why: String| format!("[[immutable_tags]]: {why}");
+        if self.repositories.is_empty() || self.tags.is_empty() {
+            return Err(bad("each rule needs repositories and tags".into()));
+        }
+        let patterns = |ps: &[String]| {
+            ps.iter()
+                .map(|p| wharf_oci::Pattern::new(p).map_err(|e| bad(format!("{p:?}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(wharf_store::ImmutableRule {
+            repositories: patterns(&self.repositories)?,
+            tags: patterns(&self.tags)?,
         })
     }
 }

@@ -160,12 +160,23 @@ pub(super) fn children_of(
     Ok(out)
 }
 
-pub(super) fn links_of(c: &Connection, digest: &str) -> Result<Vec<String>> {
-    Ok(
-        c.prepare_cached("SELECT repo FROM blobs WHERE digest = ?1")?
-            .query_map([digest], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?,
-    )
+/// Links (repository, digest) of `digests`, or every link.
+pub(super) fn links(c: &Connection, digests: Option<&[String]>) -> Result<Vec<(String, String)>> {
+    let map = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+    Ok(match digests {
+        None => c
+            .prepare_cached("SELECT repo, digest FROM blobs")?
+            .query_map([], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        Some(ds) => {
+            let list = serde_json::to_string(ds).expect("strings serialise");
+            c.prepare_cached(
+                "SELECT repo, digest FROM blobs WHERE digest IN (SELECT value FROM json_each(?1))",
+            )?
+            .query_map([list], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    })
 }
 
 /// Parses the digests of rows the database wrote.

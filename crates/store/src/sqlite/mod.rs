@@ -495,6 +495,18 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
+    async fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT tag FROM tags WHERE repo = ?1 AND digest = ?2 ORDER BY tag",
+            )?
+            .query_map([&repo, &digest], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
     async fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>> {
         let (repo, last) = (repo.to_string(), last.unwrap_or("").to_string());
         self.read(move |c| {
@@ -682,9 +694,13 @@ impl MetadataStore for SqliteMetadataStore {
             .collect()
     }
 
-    async fn gc_links_of(&self, digest: &Digest) -> Result<Vec<String>> {
-        let digest = digest.to_string();
-        self.read(move |c| gc::links_of(c, &digest)).await
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>> {
+        let digests: Option<Vec<String>> =
+            digests.map(|ds| ds.iter().map(|d| d.to_string()).collect());
+        let rows = self.read(move |c| gc::links(c, digests.as_deref())).await?;
+        rows.into_iter()
+            .map(|(r, d)| Ok((r, parse_digest(d)?)))
+            .collect()
     }
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
