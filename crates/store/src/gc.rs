@@ -420,6 +420,50 @@ fn doom(
     }
 }
 
+/// What the collector needs of a metadata store; every one is also a [`crate::MetadataStore`].
+#[async_trait::async_trait]
+pub trait GcStore: Send + Sync {
+    /// Whether replicas share this store (another process may push while this one collects).
+    fn is_shared(&self) -> bool;
+    /// The right to run a collection pass, when no other replica holds it.
+    async fn gc_pass_lock(&self) -> Result<Option<GcLock>>;
+    /// The gate held exclusively across replicas, when free (`None`: pushes hold it).
+    async fn gc_gate_exclusive(&self) -> Result<Option<GcLock>>;
+    /// Untagged manifests created before `cutoff`, with their subjects and holders.
+    async fn gc_manifest_candidates(&self, cutoff: i64) -> Result<Vec<ManifestCandidate>>;
+    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool>;
+    /// Deletes each manifest, in order, that is still untagged, created before `cutoff`,
+    /// held by no manifest and without a surviving subject; returns those deleted.
+    async fn gc_delete_manifests(
+        &self,
+        victims: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>>;
+    /// Up to `limit` blob links made before `cutoff` that no manifest references, after
+    /// `after` (repository, digest) in that order.
+    async fn gc_link_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64)>>;
+    /// Deletes each link still made before `cutoff` and unreferenced; returns those deleted.
+    async fn gc_delete_links(
+        &self,
+        links: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>>;
+    /// The links made before `cutoff` that `manifests` reference, each with every manifest
+    /// of its repository that references it.
+    async fn gc_children_of(
+        &self,
+        manifests: &[ManifestCandidate],
+        cutoff: i64,
+    ) -> Result<Vec<HeldLink>>;
+    /// The links (repository, digest) of `digests`, or every link when `None`.
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>>;
+}
+
 /// A lock a backend holds for the collector (the pass lock, or the gate held exclusively);
 /// `release` gives it back. Dropped without release, the backend discards what held it.
 pub struct GcLock(Option<Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, ()> + Send>>);

@@ -60,8 +60,10 @@ pub struct UploadRecord {
     pub state: Vec<u8>,
 }
 
+/// The garbage collector's part ([`crate::gc::GcStore`]) is a trait of its own, implemented
+/// beside each backend's collection queries.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     /// The size of `digest` if it is linked into `repo`.
     async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// The size of `digest` if any repository links it.
@@ -127,51 +129,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// write in one transaction, so a collector unlinking its last link in between leaves
     /// the mount to fail rather than to link bytes that are being deleted. False: not linked.
     async fn blob_link_if_linked(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool>;
-
-    // ---- garbage collection (see `crate::gc`) ----
-
-    /// Whether replicas share this store (another process may push while this one collects).
-    fn is_shared(&self) -> bool;
-    /// The right to run a collection pass, when no other replica holds it.
-    async fn gc_pass_lock(&self) -> Result<Option<crate::gc::GcLock>>;
-    /// The gate held exclusively across replicas, when free (`None`: pushes hold it).
-    async fn gc_gate_exclusive(&self) -> Result<Option<crate::gc::GcLock>>;
-    /// Untagged manifests created before `cutoff`, with their subjects and holders.
-    async fn gc_manifest_candidates(
-        &self,
-        cutoff: i64,
-    ) -> Result<Vec<crate::gc::ManifestCandidate>>;
-    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool>;
-    /// Deletes each manifest, in order, that is still untagged, created before `cutoff`,
-    /// held by no manifest and without a surviving subject; returns those deleted.
-    async fn gc_delete_manifests(
-        &self,
-        victims: &[(String, Digest)],
-        cutoff: i64,
-    ) -> Result<Vec<(String, Digest, u64)>>;
-    /// Up to `limit` blob links made before `cutoff` that no manifest references, after
-    /// `after` (repository, digest) in that order.
-    async fn gc_link_candidates(
-        &self,
-        cutoff: i64,
-        after: Option<(String, String)>,
-        limit: usize,
-    ) -> Result<Vec<(String, Digest, u64)>>;
-    /// Deletes each link still made before `cutoff` and unreferenced; returns those deleted.
-    async fn gc_delete_links(
-        &self,
-        links: &[(String, Digest)],
-        cutoff: i64,
-    ) -> Result<Vec<(String, Digest, u64)>>;
-    /// The links made before `cutoff` that `manifests` reference, each with every manifest
-    /// of its repository that references it.
-    async fn gc_children_of(
-        &self,
-        manifests: &[crate::gc::ManifestCandidate],
-        cutoff: i64,
-    ) -> Result<Vec<crate::gc::HeldLink>>;
-    /// The links (repository, digest) of `digests`, or every link when `None`.
-    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>>;
 
     /// What the registry holds, with at most `max_repositories` repositories named (see
     /// [`crate::Usage`]).

@@ -123,11 +123,11 @@ const LINK_BLOB: &str = "INSERT INTO blobs (repo, digest, size, linked_at) VALUE
 const MIGRATION_LOCK: i64 = 0x5748_4152_4600; // "WHARF\0"
 
 pub struct PostgresMetadataStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// The connection holding the collector's gate exclusively, while a step runs: its
     /// deletions run on it (a transaction on another connection would wait for the gate
     /// the step itself holds, and pushes waiting for the gate may hold every other one).
-    gate: crate::postgres_gc::GateSlot,
+    pub(crate) gate: crate::postgres_gc::GateSlot,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -612,89 +612,6 @@ impl MetadataStore for PostgresMetadataStore {
             .await?;
         tx.commit().await?;
         Ok(n > 0)
-    }
-
-    fn is_shared(&self) -> bool {
-        true
-    }
-
-    async fn gc_pass_lock(&self) -> Result<Option<crate::gc::GcLock>> {
-        postgres_gc::pass_lock(&self.pool).await
-    }
-
-    async fn gc_gate_exclusive(&self) -> Result<Option<crate::gc::GcLock>> {
-        postgres_gc::gate_exclusive(&self.pool, &self.gate).await
-    }
-
-    async fn gc_manifest_candidates(
-        &self,
-        cutoff: i64,
-    ) -> Result<Vec<crate::gc::ManifestCandidate>> {
-        let c = self.pool.get().await?;
-        postgres_gc::manifest_candidates(&c, cutoff).await
-    }
-
-    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2",
-            &[&repo, &digest.to_string()],
-        )
-        .await?
-        .is_some())
-    }
-
-    async fn gc_delete_manifests(
-        &self,
-        victims: &[(String, Digest)],
-        cutoff: i64,
-    ) -> Result<Vec<(String, Digest, u64)>> {
-        postgres_gc::delete_manifests(&self.pool, &self.gate, victims, cutoff).await
-    }
-
-    async fn gc_link_candidates(
-        &self,
-        cutoff: i64,
-        after: Option<(String, String)>,
-        limit: usize,
-    ) -> Result<Vec<(String, Digest, u64)>> {
-        let c = self.pool.get().await?;
-        postgres_gc::link_candidates(&c, cutoff, after.unwrap_or_default(), limit).await
-    }
-
-    async fn gc_delete_links(
-        &self,
-        links: &[(String, Digest)],
-        cutoff: i64,
-    ) -> Result<Vec<(String, Digest, u64)>> {
-        postgres_gc::delete_links(&self.pool, &self.gate, links, cutoff).await
-    }
-
-    async fn gc_children_of(
-        &self,
-        manifests: &[crate::gc::ManifestCandidate],
-        cutoff: i64,
-    ) -> Result<Vec<crate::gc::HeldLink>> {
-        let c = self.pool.get().await?;
-        postgres_gc::children_of(&c, manifests, cutoff).await
-    }
-
-    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>> {
-        let c = self.pool.get().await?;
-        let rows = match digests {
-            None => c.query("SELECT repo, digest FROM blobs", &[]).await?,
-            Some(ds) => {
-                let ds: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
-                c.query(
-                    "SELECT repo, digest FROM blobs WHERE digest = ANY($1)",
-                    &[&ds],
-                )
-                .await?
-            }
-        };
-        rows.iter()
-            .map(|r| Ok((r.get(0), parse_digest(r.get(1))?)))
-            .collect()
     }
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {

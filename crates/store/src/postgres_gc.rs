@@ -9,9 +9,92 @@ use std::sync::Arc;
 use deadpool_postgres::{Object, Pool, Transaction};
 use wharf_oci::Digest;
 
-use crate::gc::{GcLock, ManifestCandidate};
+use crate::gc::{GcLock, GcStore, HeldLink, ManifestCandidate};
 use crate::meta::parse_digest;
-use crate::Result;
+use crate::{PostgresMetadataStore, Result};
+
+#[async_trait::async_trait]
+impl GcStore for PostgresMetadataStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn gc_pass_lock(&self) -> Result<Option<GcLock>> {
+        pass_lock(&self.pool).await
+    }
+
+    async fn gc_gate_exclusive(&self) -> Result<Option<GcLock>> {
+        gate_exclusive(&self.pool, &self.gate).await
+    }
+
+    async fn gc_manifest_candidates(&self, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
+        let c = self.pool.get().await?;
+        manifest_candidates(&c, cutoff).await
+    }
+
+    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2",
+            &[&repo, &digest.to_string()],
+        )
+        .await?
+        .is_some())
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        victims: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        delete_manifests(&self.pool, &self.gate, victims, cutoff).await
+    }
+
+    async fn gc_link_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let c = self.pool.get().await?;
+        link_candidates(&c, cutoff, after.unwrap_or_default(), limit).await
+    }
+
+    async fn gc_delete_links(
+        &self,
+        links: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        delete_links(&self.pool, &self.gate, links, cutoff).await
+    }
+
+    async fn gc_children_of(
+        &self,
+        manifests: &[ManifestCandidate],
+        cutoff: i64,
+    ) -> Result<Vec<HeldLink>> {
+        let c = self.pool.get().await?;
+        children_of(&c, manifests, cutoff).await
+    }
+
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>> {
+        let c = self.pool.get().await?;
+        let rows = match digests {
+            None => c.query("SELECT repo, digest FROM blobs", &[]).await?,
+            Some(ds) => {
+                let ds: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
+                c.query(
+                    "SELECT repo, digest FROM blobs WHERE digest = ANY($1)",
+                    &[&ds],
+                )
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok((r.get(0), parse_digest(r.get(1))?)))
+            .collect()
+    }
+}
 
 /// The gate's advisory lock key.
 const GATE: i64 = 0x5748_4152_4647; // "WHARFG"

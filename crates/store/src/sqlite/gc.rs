@@ -5,9 +5,114 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use wharf_oci::Digest;
 
-use crate::gc::ManifestCandidate;
+use super::SqliteMetadataStore;
+use crate::gc::{GcLock, GcStore, HeldLink, ManifestCandidate};
 use crate::meta::parse_digest;
 use crate::Result;
+
+#[async_trait::async_trait]
+impl GcStore for SqliteMetadataStore {
+    fn is_shared(&self) -> bool {
+        // One process owns a SQLite registry: the collector's gate in `Registry` is enough.
+        false
+    }
+
+    async fn gc_pass_lock(&self) -> Result<Option<GcLock>> {
+        Ok(Some(GcLock::local()))
+    }
+
+    async fn gc_gate_exclusive(&self) -> Result<Option<GcLock>> {
+        Ok(Some(GcLock::local()))
+    }
+
+    async fn gc_manifest_candidates(&self, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
+        self.read(move |c| manifest_candidates(c, cutoff)).await
+    }
+
+    async fn gc_manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| manifest_exists(c, &repo, &digest)).await
+    }
+
+    async fn gc_delete_manifests(
+        &self,
+        victims: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let victims: Vec<(String, String)> = victims
+            .iter()
+            .map(|(r, d)| (r.clone(), d.to_string()))
+            .collect();
+        parsed(
+            self.write(move |tx| delete_manifests(tx, &victims, cutoff))
+                .await?,
+        )
+    }
+
+    async fn gc_link_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let after = after.unwrap_or_default();
+        parsed(
+            self.read(move |c| link_candidates(c, cutoff, &after, limit))
+                .await?,
+        )
+    }
+
+    async fn gc_delete_links(
+        &self,
+        links: &[(String, Digest)],
+        cutoff: i64,
+    ) -> Result<Vec<(String, Digest, u64)>> {
+        let links: Vec<(String, String)> = links
+            .iter()
+            .map(|(r, d)| (r.clone(), d.to_string()))
+            .collect();
+        parsed(
+            self.write(move |tx| delete_links(tx, &links, cutoff))
+                .await?,
+        )
+    }
+
+    async fn gc_children_of(
+        &self,
+        manifests: &[ManifestCandidate],
+        cutoff: i64,
+    ) -> Result<Vec<HeldLink>> {
+        let manifests: Vec<(String, String)> = manifests
+            .iter()
+            .map(|m| (m.repo.clone(), m.digest.to_string()))
+            .collect();
+        let rows = self
+            .read(move |c| children_of(c, &manifests, cutoff))
+            .await?;
+        rows.into_iter()
+            .map(|(repo, child, size, holders)| {
+                Ok(HeldLink {
+                    repo,
+                    digest: parse_digest(child)?,
+                    size,
+                    holders: holders
+                        .into_iter()
+                        .map(parse_digest)
+                        .collect::<Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>> {
+        let digests: Option<Vec<String>> =
+            digests.map(|ds| ds.iter().map(|d| d.to_string()).collect());
+        let rows = self.read(move |c| links(c, digests.as_deref())).await?;
+        rows.into_iter()
+            .map(|(r, d)| Ok((r, parse_digest(d)?)))
+            .collect()
+    }
+}
 
 pub(super) fn manifest_candidates(c: &Connection, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
     let rows = c
