@@ -365,6 +365,9 @@ def test_who_may_collect_and_bad_requests(tmp_path, tool_env):
         r = gc(s, grace="soon", auth=("admin", "admin-pw"))
         assert r.status_code == 400
         assert 'grace "soon" is not a duration' in r.json()["errors"][0]["message"]
+        r = s("POST", "/v2/_wharf/gc", params={"dry_run": "maybe"}, auth=("admin", "admin-pw"))
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["message"] == 'dry_run must be true or false, not "maybe"'
         r = s("GET", "/v2/_wharf/gc", auth=("admin", "admin-pw"))
         assert r.status_code == 405
         # the CLI, through the registry, with the admin's credentials

@@ -60,25 +60,9 @@ pub(crate) async fn run(app: &App, req: Request, caller: Option<&Caller>) -> Api
         dry_run,
         upload_expiry: app.options.gc.upload_expiry,
     };
-    let started = std::time::Instant::now();
-    let report = app.registry.collect_garbage(&opts).await;
-    if let (Some(m), false) = (&app.options.metrics, dry_run) {
-        match &report {
-            Ok(r) => m.collected(r.as_ref()),
-            Err(_) => m.collect_failed(),
-        }
-    }
+    let report = pass(&app.registry, app.options.metrics.as_deref(), &opts).await;
     match report? {
         Some(report) => {
-            tracing::info!(
-                event = "gc",
-                dry_run,
-                manifests = report.manifests.len(),
-                blobs = report.blobs.len(),
-                reclaimed_bytes = report.reclaimed_bytes(),
-                seconds = started.elapsed().as_secs_f64(),
-                "garbage collection pass"
-            );
             let body = serde_json::to_string(&report).expect("report serialises");
             Ok(json_response(StatusCode::OK, body))
         }
@@ -88,4 +72,37 @@ pub(crate) async fn run(app: &App, req: Request, caller: Option<&Caller>) -> Api
         )
         .with_header("retry-after", "10".into())),
     }
+}
+
+/// Runs one collection pass, scheduled or on demand, and logs and counts it (a dry run is
+/// logged, not counted). `None`: another replica's pass was running.
+pub async fn pass(
+    registry: &wharf_store::Registry,
+    metrics: Option<&crate::metrics::Metrics>,
+    opts: &GcOptions,
+) -> Result<Option<wharf_store::GcReport>, wharf_store::StoreError> {
+    let started = std::time::Instant::now();
+    let report = registry.collect_garbage(opts).await;
+    match &report {
+        Ok(Some(r)) => tracing::info!(
+            event = "gc",
+            dry_run = opts.dry_run,
+            manifests = r.manifests.len(),
+            links = r.links.len(),
+            blobs = r.blobs.len(),
+            reclaimed_bytes = r.reclaimed_bytes(),
+            skipped_steps = r.skipped_steps,
+            seconds = started.elapsed().as_secs_f64(),
+            "garbage collection pass"
+        ),
+        Ok(None) => tracing::debug!("garbage collection: another replica's pass is running"),
+        Err(e) => tracing::warn!("garbage collection pass failed: {e}"),
+    }
+    if let (Some(m), false) = (metrics, opts.dry_run) {
+        match &report {
+            Ok(r) => m.collected(r.as_ref()),
+            Err(_) => m.collect_failed(),
+        }
+    }
+    report
 }

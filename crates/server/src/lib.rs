@@ -10,7 +10,7 @@ mod blobs;
 mod chart_repo;
 mod drain;
 pub mod error;
-mod gc;
+pub mod gc;
 mod listing;
 mod manifests;
 pub mod metrics;

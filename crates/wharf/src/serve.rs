@@ -324,28 +324,8 @@ async fn gc_on_schedule(
     };
     loop {
         tokio::time::sleep(every).await;
-        let started = std::time::Instant::now();
-        let pass = registry.collect_garbage(&opts).await;
-        match &pass {
-            Ok(Some(r)) => tracing::info!(
-                event = "gc",
-                manifests = r.manifests.len(),
-                links = r.links.len(),
-                blobs = r.blobs.len(),
-                reclaimed_bytes = r.reclaimed_bytes(),
-                skipped_steps = r.skipped_steps,
-                seconds = started.elapsed().as_secs_f64(),
-                "garbage collection pass"
-            ),
-            Ok(None) => tracing::debug!("garbage collection: another replica's pass is running"),
-            Err(e) => tracing::warn!("garbage collection pass failed: {e}"),
-        }
-        if let Some(m) = &metrics {
-            match &pass {
-                Ok(r) => m.collected(r.as_ref()),
-                Err(_) => m.collect_failed(),
-            }
-        }
+        // Logged and counted inside; a failed pass is tried again at the next interval.
+        let _ = wharf_server::gc::pass(&registry, metrics.as_deref(), &opts).await;
     }
 }
 
