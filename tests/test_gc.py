@@ -373,7 +373,7 @@ def test_who_may_collect_and_bad_requests(tmp_path, tool_env):
         # the CLI, through the registry, with the admin's credentials
         env = dict(tool_env, WHARF_USERNAME="admin", WHARF_PASSWORD="admin-pw")
         r = run_wharf(env, "gc", "--registry", s.host, "--dry-run", "--plain-http")
-        assert r.stdout.strip().startswith("would delete 0 manifests"), r.stdout
+        assert r.stdout.strip().startswith("would delete 0 tags, 0 manifests"), r.stdout
         env = dict(tool_env, WHARF_USERNAME="alice", WHARF_PASSWORD="alice-pw")
         r = run_wharf(env, "gc", "--registry", s.host, "--plain-http", check=False)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr

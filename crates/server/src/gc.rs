@@ -87,6 +87,7 @@ pub async fn pass(
         Ok(Some(r)) => tracing::info!(
             event = "gc",
             dry_run = opts.dry_run,
+            tags = r.tags.len(),
             manifests = r.manifests.len(),
             links = r.links.len(),
             blobs = r.blobs.len(),

@@ -170,10 +170,10 @@ impl Metrics {
         }
         let gc_deleted = counter(
             "wharf_gc_deleted_total",
-            "Items garbage collection deleted, by kind (manifest, link, blob).",
+            "Items garbage collection deleted, by kind (tag, manifest, link, blob).",
             &["kind"],
         );
-        for k in ["manifest", "link", "blob"] {
+        for k in ["tag", "manifest", "link", "blob"] {
             gc_deleted.with_label_values(&[k]);
         }
         let gc_reclaimed = prometheus::IntCounter::new(
@@ -358,6 +358,9 @@ impl Metrics {
             Some(r) => {
                 self.gc_runs.with_label_values(&["completed"]).inc();
                 let n = |v: usize| v as u64;
+                self.gc_deleted
+                    .with_label_values(&["tag"])
+                    .inc_by(n(r.tags.len()));
                 self.gc_deleted
                     .with_label_values(&["manifest"])
                     .inc_by(n(r.manifests.len()));

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use wharf_oci::Digest;
 
+use crate::retention::{expired_tags, rule_for, TagRecord};
 use crate::{Registry, Result};
 
 /// An untagged manifest old enough to be collected, with what could keep it.
@@ -31,6 +32,8 @@ pub struct ManifestCandidate {
     pub repo: String,
     pub digest: Digest,
     pub size: u64,
+    /// When it was last pushed, Unix seconds.
+    pub pushed_at: i64,
     /// Its subject, when it is a referrer: it lives as long as the subject does.
     pub subject: Option<Digest>,
     /// The manifests of its repository that list it (as an index lists its children).
@@ -62,6 +65,8 @@ pub struct StoredBlob {
 pub struct GcReport {
     pub dry_run: bool,
     pub grace_secs: u64,
+    /// Tags retention deleted, as `REPO:TAG`.
+    pub tags: Vec<String>,
     /// `REPO@DIGEST` of each manifest.
     pub manifests: Vec<String>,
     pub manifest_bytes: u64,
@@ -126,7 +131,10 @@ impl Registry {
         if !opts.dry_run {
             report.uploads = self.expire_uploads(opts.upload_expiry).await?;
         }
-        let doomed = self.doomed_manifests(cutoff).await?;
+        let untagged_by_retention = self.apply_retention(opts.dry_run, &mut report).await?;
+        let doomed = self
+            .doomed_manifests(now, cutoff, &untagged_by_retention)
+            .await?;
         let mut unlinked: Vec<(String, Digest, u64)> = Vec::new();
         if opts.dry_run {
             for m in &doomed {
@@ -187,10 +195,81 @@ impl Registry {
         Ok(report)
     }
 
-    /// Untagged manifests old enough, that no surviving index holds and whose subject does
-    /// not survive, in an order that deletes holders before what they hold.
-    async fn doomed_manifests(&self, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
-        let candidates = self.meta.gc_manifest_candidates(cutoff).await?;
+    /// Deletes the tags retention lets go (dry, only lists them) and returns, for a dry run,
+    /// the manifests those deletions would leave untagged.
+    async fn apply_retention(
+        &self,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<Vec<(String, Digest)>> {
+        let rules = &self.limits().retention;
+        let mut untagged = Vec::new();
+        if rules.iter().all(|r| r.keep_last.is_none()) {
+            return Ok(untagged);
+        }
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.meta.repositories(last.as_deref(), 1000).await?;
+            for repo in &page {
+                let Some(rule) = rule_for(rules, repo) else {
+                    continue;
+                };
+                let tags = self.meta.gc_tags(repo).await?;
+                let expired = expired_tags(rule, &self.limits().immutable_tags, repo, &tags);
+                if dry_run {
+                    let going: HashSet<&str> = expired.iter().map(|t| t.tag.as_str()).collect();
+                    let mut left: HashSet<&Digest> = expired.iter().map(|t| &t.digest).collect();
+                    for t in tags.iter().filter(|t| !going.contains(t.tag.as_str())) {
+                        left.remove(&t.digest);
+                    }
+                    untagged.extend(left.into_iter().map(|d| (repo.clone(), d.clone())));
+                    report
+                        .tags
+                        .extend(expired.iter().map(|t| format!("{repo}:{}", t.tag)));
+                    continue;
+                }
+                for t in expired {
+                    if self.meta.gc_delete_tag(repo, &t.tag, &t.digest).await? {
+                        tracing::info!(repository = %repo, tag = %t.tag, "retention deleted tag");
+                        report.tags.push(format!("{repo}:{}", t.tag));
+                    }
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            last = page.last().cloned();
+        }
+        report.tags.sort();
+        Ok(untagged)
+    }
+
+    /// Untagged manifests old enough (by the grace period, and by their repository's
+    /// retention rule), that no surviving index holds and whose subject does not survive, in
+    /// an order that deletes holders before what they hold. `also_untagged` are taken as
+    /// untagged (a dry run's view of what retention would untag).
+    async fn doomed_manifests(
+        &self,
+        now: i64,
+        cutoff: i64,
+        also_untagged: &[(String, Digest)],
+    ) -> Result<Vec<ManifestCandidate>> {
+        let mut candidates = self.meta.gc_manifest_candidates(cutoff).await?;
+        let mut by_repo: HashMap<&str, Vec<Digest>> = HashMap::new();
+        for (repo, digest) in also_untagged {
+            by_repo.entry(repo).or_default().push(digest.clone());
+        }
+        for (repo, digests) in by_repo {
+            let info = self.meta.gc_manifest_info(repo, &digests).await?;
+            candidates.extend(info.into_iter().filter(|m| m.pushed_at <= cutoff));
+        }
+        let rules = &self.limits().retention;
+        candidates.retain(
+            |m| match rule_for(rules, &m.repo).and_then(|r| r.untagged_after) {
+                Some(keep) => m.pushed_at <= now - keep.as_secs() as i64,
+                None => true,
+            },
+        );
         let key = |repo: &str, d: &Digest| (repo.to_string(), d.clone());
         let untagged: HashSet<(String, Digest)> =
             candidates.iter().map(|m| key(&m.repo, &m.digest)).collect();
@@ -462,6 +541,18 @@ pub trait GcStore: Send + Sync {
     ) -> Result<Vec<HeldLink>>;
     /// The links (repository, digest) of `digests`, or every link when `None`.
     async fn gc_links(&self, digests: Option<&[Digest]>) -> Result<Vec<(String, Digest)>>;
+    /// Every tag of `repo`, for retention.
+    async fn gc_tags(&self, repo: &str) -> Result<Vec<TagRecord>>;
+    /// Deletes `tag` of `repo` if it still names `digest` (a tag moved since it was listed
+    /// stays).
+    async fn gc_delete_tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<bool>;
+    /// The manifests `digests` of `repo` as collection candidates, tagged or not (a dry run
+    /// asks what retention's deletions would leave untagged).
+    async fn gc_manifest_info(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<ManifestCandidate>>;
 }
 
 /// A lock a backend holds for the collector (the pass lock, or the gate held exclusively);
@@ -512,6 +603,7 @@ mod tests {
             repo: "r".into(),
             digest: d(name),
             size: 1,
+            pushed_at: 0,
             subject: subject.map(d),
             parents: parents.iter().map(|p| d(p)).collect(),
         }

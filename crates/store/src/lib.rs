@@ -25,6 +25,7 @@ mod postgres_index;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
 pub mod registry;
+pub mod retention;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod schema;
@@ -47,6 +48,7 @@ pub use open::{
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMetadataStore;
 pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
+pub use retention::{RetentionRule, TagOrder};
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Config};
 pub use schema::SchemaVersions;

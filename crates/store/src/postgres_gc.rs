@@ -11,6 +11,7 @@ use wharf_oci::Digest;
 
 use crate::gc::{GcLock, GcStore, HeldLink, ManifestCandidate};
 use crate::meta::parse_digest;
+use crate::retention::TagRecord;
 use crate::{PostgresMetadataStore, Result};
 
 #[async_trait::async_trait]
@@ -93,6 +94,44 @@ impl GcStore for PostgresMetadataStore {
         rows.iter()
             .map(|r| Ok((r.get(0), parse_digest(r.get(1))?)))
             .collect()
+    }
+
+    async fn gc_tags(&self, repo: &str) -> Result<Vec<TagRecord>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT tag, digest, updated_at FROM tags WHERE repo = $1",
+                &[&repo],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TagRecord {
+                    tag: r.get(0),
+                    digest: parse_digest(r.get(1))?,
+                    updated_at: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_delete_tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<bool> {
+        let c = self.pool.get().await?;
+        Ok(c.execute(
+            "DELETE FROM tags WHERE repo = $1 AND tag = $2 AND digest = $3",
+            &[&repo, &tag, &digest.to_string()],
+        )
+        .await?
+            > 0)
+    }
+
+    async fn gc_manifest_info(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<ManifestCandidate>> {
+        let c = self.pool.get().await?;
+        manifest_info(&c, repo, digests).await
     }
 }
 
@@ -177,7 +216,7 @@ async fn in_step<T>(
 pub(crate) async fn manifest_candidates(c: &Object, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
     let rows = c
         .query(
-            "SELECT m.repo, m.digest, m.size, m.subject,
+            "SELECT m.repo, m.digest, m.size, m.pushed_at, m.subject,
                     ARRAY(SELECT r.manifest FROM manifest_refs r
                            WHERE r.repo = m.repo AND r.child = m.digest)
              FROM manifests m
@@ -186,24 +225,43 @@ pub(crate) async fn manifest_candidates(c: &Object, cutoff: i64) -> Result<Vec<M
             &[&cutoff],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ManifestCandidate {
-                repo: r.get(0),
-                digest: parse_digest(r.get(1))?,
-                size: r.get::<_, i64>(2).max(0) as u64,
-                subject: r
-                    .get::<_, Option<String>>(3)
-                    .map(parse_digest)
-                    .transpose()?,
-                parents: r
-                    .get::<_, Vec<String>>(4)
-                    .into_iter()
-                    .map(parse_digest)
-                    .collect::<Result<_>>()?,
-            })
-        })
-        .collect()
+    rows.iter().map(candidate).collect()
+}
+
+async fn manifest_info(
+    c: &Object,
+    repo: &str,
+    digests: &[Digest],
+) -> Result<Vec<ManifestCandidate>> {
+    let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+    let rows = c
+        .query(
+            "SELECT m.repo, m.digest, m.size, m.pushed_at, m.subject,
+                    ARRAY(SELECT r.manifest FROM manifest_refs r
+                           WHERE r.repo = m.repo AND r.child = m.digest)
+             FROM manifests m WHERE m.repo = $1 AND m.digest = ANY($2)",
+            &[&repo, &digests],
+        )
+        .await?;
+    rows.iter().map(candidate).collect()
+}
+
+fn candidate(r: &tokio_postgres::Row) -> Result<ManifestCandidate> {
+    Ok(ManifestCandidate {
+        repo: r.get(0),
+        digest: parse_digest(r.get(1))?,
+        size: r.get::<_, i64>(2).max(0) as u64,
+        pushed_at: r.get(3),
+        subject: r
+            .get::<_, Option<String>>(4)
+            .map(parse_digest)
+            .transpose()?,
+        parents: r
+            .get::<_, Vec<String>>(5)
+            .into_iter()
+            .map(parse_digest)
+            .collect::<Result<_>>()?,
+    })
 }
 
 pub(crate) async fn delete_manifests(

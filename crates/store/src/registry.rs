@@ -24,6 +24,8 @@ pub struct Limits {
     pub kind_rules: Vec<KindRule>,
     /// Tags that never move and are never deleted (see `crate::immutable`).
     pub immutable_tags: Vec<crate::ImmutableRule>,
+    /// What garbage collection keeps, per repository pattern (see `crate::retention`).
+    pub retention: Vec<crate::RetentionRule>,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             max_manifest_size: 4 * 1024 * 1024,
             kind_rules: Vec::new(),
             immutable_tags: Vec::new(),
+            retention: Vec::new(),
         }
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use wharf_store::{BlobLocation, StoreConfig};
 
+use crate::rules_config::{FileImmutableRule, FileRetentionRule};
+
 /// Where the registry keeps its data; shared by every command that opens the store.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -70,6 +72,11 @@ impl StoreArgs {
             .immutable_tags
             .iter()
             .map(FileImmutableRule::rule)
+            .collect::<Result<_, _>>()?;
+        config.limits.retention = file
+            .retention
+            .iter()
+            .map(FileRetentionRule::rule)
             .collect::<Result<_, _>>()?;
         Ok(config)
     }
@@ -143,6 +150,9 @@ pub struct FileConfig {
     /// Per repository pattern, the tags that never move and are never deleted.
     #[serde(default)]
     pub immutable_tags: Vec<FileImmutableRule>,
+    /// Per repository pattern, what garbage collection keeps.
+    #[serde(default)]
+    pub retention: Vec<FileRetentionRule>,
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: FileMetrics,
@@ -221,33 +231,6 @@ impl FileKindRule {
                 .iter()
                 .map(|k| k.parse().map_err(bad))
                 .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-/// `[[immutable_tags]]`: in the repositories matching any of `repositories`, the tags
-/// matching any of `tags` keep the manifest they were first pushed with.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileImmutableRule {
-    pub repositories: Vec<String>,
-    pub tags: Vec<String>,
-}
-
-impl FileImmutableRule {
-    fn rule(&self) -> Result<wharf_store::ImmutableRule, String> {
-        let bad = |why: String| format!("[[immutable_tags]]: {why}");
-        if self.repositories.is_empty() || self.tags.is_empty() {
-            return Err(bad("each rule needs repositories and tags".into()));
-        }
-        let patterns = |ps: &[String]| {
-            ps.iter()
-                .map(|p| wharf_oci::Pattern::new(p).map_err(|e| bad(format!("{p:?}: {e}"))))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(wharf_store::ImmutableRule {
-            repositories: patterns(&self.repositories)?,
-            tags: patterns(&self.tags)?,
         })
     }
 }

@@ -23,9 +23,9 @@ pub const DEFAULT_GRACE_SECS: u64 = 3600;
   wharf gc --data-dir /var/lib/wharf --dry-run        # a stopped embedded registry
   wharf gc --metadata-url postgres://wharf@db/wharf --s3-bucket wharf   # beside replicas
 
-Deletes untagged manifests that no index holds and whose subject is gone, blob links no
-manifest references, and blob bytes no repository links, once older than the grace
-period; expired uploads too. Through --registry, admins only. A serving embedded registry
+Deletes the tags [[retention]] rules let go, then untagged manifests that no index holds
+and whose subject is gone, blob links no manifest references, and blob bytes no repository
+links, once older than the grace period; expired uploads too. Through --registry, admins only. A serving embedded registry
 (SQLite) must be asked through --registry: another process cannot see its pushes.")]
 pub struct GcArgs {
     /// Ask the Wharf serving at this address to run the pass
@@ -133,6 +133,9 @@ fn print_report(report: &Value, json_out: bool) {
     };
     let dry = report["dryRun"].as_bool().unwrap_or(false);
     let verb = if dry { "would delete" } else { "deleted" };
+    for t in list("tags") {
+        println!("{verb} tag {t}");
+    }
     for m in list("manifests") {
         println!("{verb} manifest {m}");
     }
@@ -141,8 +144,9 @@ fn print_report(report: &Value, json_out: bool) {
     }
     let mib = |k: &str| report[k].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
     println!(
-        "{} {} manifests ({:.1} MiB), {} links, {} blobs ({:.1} MiB); {} uploads expired{}",
+        "{} {} tags, {} manifests ({:.1} MiB), {} links, {} blobs ({:.1} MiB); {} uploads expired{}",
         if dry { "would delete" } else { "deleted" },
+        list("tags").len(),
         list("manifests").len(),
         mib("manifestBytes"),
         list("links").len(),

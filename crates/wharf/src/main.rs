@@ -9,6 +9,7 @@ mod gc;
 mod listener;
 mod migrate;
 mod policy_file;
+mod rules_config;
 mod scrub;
 mod serve;
 mod tls;

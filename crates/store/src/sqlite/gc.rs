@@ -8,6 +8,7 @@ use wharf_oci::Digest;
 use super::SqliteMetadataStore;
 use crate::gc::{GcLock, GcStore, HeldLink, ManifestCandidate};
 use crate::meta::parse_digest;
+use crate::retention::TagRecord;
 use crate::Result;
 
 #[async_trait::async_trait]
@@ -112,44 +113,121 @@ impl GcStore for SqliteMetadataStore {
             .map(|(r, d)| Ok((r, parse_digest(d)?)))
             .collect()
     }
+
+    async fn gc_tags(&self, repo: &str) -> Result<Vec<TagRecord>> {
+        let repo = repo.to_string();
+        let rows = self
+            .read(move |c| {
+                Ok(
+                    c.prepare_cached("SELECT tag, digest, updated_at FROM tags WHERE repo = ?1")?
+                        .query_map([repo], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                )
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(tag, digest, updated_at)| {
+                Ok(TagRecord {
+                    tag,
+                    digest: parse_digest(digest)?,
+                    updated_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn gc_delete_tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<bool> {
+        let (repo, tag, digest) = (repo.to_string(), tag.to_string(), digest.to_string());
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3")?
+                .execute([repo, tag, digest])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn gc_manifest_info(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<ManifestCandidate>> {
+        let repo = repo.to_string();
+        let digests: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.read(move |c| manifest_info(c, &repo, &digests)).await
+    }
 }
 
 pub(super) fn manifest_candidates(c: &Connection, cutoff: i64) -> Result<Vec<ManifestCandidate>> {
     let rows = c
         .prepare_cached(
-            "SELECT m.repo, m.digest, m.size, m.subject,
+            "SELECT m.repo, m.digest, m.size, m.pushed_at, m.subject,
                     (SELECT group_concat(r.manifest, char(10)) FROM manifest_refs r
                       WHERE r.repo = m.repo AND r.child = m.digest)
              FROM manifests m
              WHERE m.pushed_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)",
         )?
-        .query_map([cutoff], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-            ))
-        })?
+        .query_map([cutoff], candidate_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(repo, digest, size, subject, parents)| {
-            Ok(ManifestCandidate {
-                repo,
-                digest: parse_digest(digest)?,
-                size: size.max(0) as u64,
-                subject: subject.map(parse_digest).transpose()?,
-                parents: parents
-                    .unwrap_or_default()
-                    .split('\n')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| parse_digest(p.to_string()))
-                    .collect::<Result<_>>()?,
-            })
-        })
-        .collect()
+    rows.into_iter().map(candidate).collect()
+}
+
+type CandidateRow = (String, String, i64, i64, Option<String>, Option<String>);
+
+fn candidate_row(r: &rusqlite::Row) -> rusqlite::Result<CandidateRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+pub(super) fn manifest_info(
+    c: &Connection,
+    repo: &str,
+    digests: &[String],
+) -> Result<Vec<ManifestCandidate>> {
+    let mut q = c.prepare_cached(
+        "SELECT m.repo, m.digest, m.size, m.pushed_at, m.subject,
+                (SELECT group_concat(r.manifest, char(10)) FROM manifest_refs r
+                  WHERE r.repo = m.repo AND r.child = m.digest)
+         FROM manifests m WHERE m.repo = ?1 AND m.digest = ?2",
+    )?;
+    let mut out = Vec::new();
+    for d in digests {
+        if let Some(row) = q.query_row([repo, d], candidate_row).optional()? {
+            out.push(candidate(row)?);
+        }
+    }
+    Ok(out)
+}
+
+fn candidate(
+    (repo, digest, size, pushed_at, subject, parents): CandidateRow,
+) -> Result<ManifestCandidate> {
+    Ok(ManifestCandidate {
+        repo,
+        digest: parse_digest(digest)?,
+        size: size.max(0) as u64,
+        pushed_at,
+        subject: subject.map(parse_digest).transpose()?,
+        parents: parents
+            .unwrap_or_default()
+            .split('\n')
+            .filter(|p| !p.is_empty())
+            .map(|p| parse_digest(p.to_string()))
+            .collect::<Result<_>>()?,
+    })
 }
 
 pub(super) fn manifest_exists(c: &Connection, repo: &str, digest: &str) -> Result<bool> {
