@@ -134,6 +134,7 @@ impl From<StoreError> for ApiError {
             StoreError::NameUnknown => ApiError::new(ErrorCode::NameUnknown, msg),
             StoreError::TagProtected(_)
             | StoreError::TagImmutable(_)
+            | StoreError::QuotaExceeded(_)
             | StoreError::KindRefused(_) => ApiError::new(ErrorCode::Denied, msg),
             StoreError::ManifestTooLarge { .. } => ApiError::new(ErrorCode::SizeInvalid, msg)
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE),

@@ -64,6 +64,8 @@ pub struct Metrics {
     verify_failure: IntCounterVec,
     artifact_storage: IntGaugeVec,
     storage_used: IntGauge,
+    quota_used: IntGaugeVec,
+    quota_limit: IntGaugeVec,
     uploads_in_progress: IntGauge,
     dangling_manifests: IntGauge,
     usage_failures: IntCounterVec,
@@ -127,6 +129,21 @@ impl Metrics {
         registry
             .register(Box::new(artifact_storage.clone()))
             .expect("unique name");
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique name");
+            g
+        };
+        let quota_used = gauge_vec(
+            "wharf_quota_used_bytes",
+            "Bytes a namespace under a [[quotas]] rule holds (each blob and manifest once).",
+            &["namespace"],
+        );
+        let quota_limit = gauge_vec(
+            "wharf_quota_limit_bytes",
+            "The bytes a namespace may hold ([[quotas]] limit_bytes).",
+            &["namespace"],
+        );
         if let Some(limit) = options.storage_limit_bytes {
             gauge(
                 "registry_storage_limit_bytes",
@@ -238,6 +255,8 @@ impl Metrics {
                 &["repository", "error_code"],
             ),
             artifact_storage,
+            quota_used,
+            quota_limit,
             storage_used: gauge(
                 "registry_storage_used_bytes",
                 "Bytes of content stored: every blob and manifest counted once.",
@@ -417,6 +436,24 @@ impl Metrics {
             Err(e) => {
                 tracing::warn!("reading storage usage for the metrics failed: {e}");
                 self.usage_failures.with_label_values(&["database"]).inc();
+                return;
+            }
+        }
+        match store.quota_usage().await {
+            Ok(quotas) => {
+                let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+                for q in quotas {
+                    self.quota_used
+                        .with_label_values(&[&q.namespace])
+                        .set(clamp(q.used_bytes));
+                    self.quota_limit
+                        .with_label_values(&[&q.namespace])
+                        .set(clamp(q.limit_bytes));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("reading quota usage for the metrics failed: {e}");
+                self.usage_failures.with_label_values(&["database"]).inc();
             }
         }
     }
@@ -515,96 +552,4 @@ impl http_body::Body for TimedBody {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repositories_past_the_cap_share_one_label() {
-        let labels = RepositoryLabels::new(2);
-        assert_eq!(labels.label("a"), "a");
-        assert_eq!(labels.label("b"), "b");
-        assert_eq!(labels.label("c"), "_other");
-        assert_eq!(labels.label("a"), "a", "a repository seen stays named");
-    }
-
-    #[test]
-    fn series_stay_bounded_whatever_the_requests() {
-        let m = Metrics::new(MetricsOptions {
-            max_repositories: 3,
-            ..MetricsOptions::default()
-        });
-        for i in 0..200 {
-            let method = Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            m.record(
-                &method,
-                "manifest",
-                Some(&format!("repo{i}")),
-                &mut r,
-                Instant::now(),
-            );
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            m.record(
-                &Method::PUT,
-                "manifest",
-                Some(&format!("repo{i}")),
-                &mut r,
-                Instant::now(),
-            );
-        }
-        // 2 request series, 2 latency series, 4 failure series (3 named and _other), the
-        // 3 storage gauges, and the 7 scrub and 8 collection series that exist from the start.
-        assert_eq!(m.series(), 2 + 2 + 4 + 3 + 7 + 8);
-    }
-
-    #[test]
-    fn pushes_count_by_outcome_and_challenges_do_not() {
-        let m = Metrics::new(MetricsOptions::default());
-        let put = |status: StatusCode, kind: Option<&'static str>| {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = status;
-            if let Some(k) = kind {
-                r.extensions_mut().insert(PushedKind(k));
-            }
-            m.record(
-                &Method::PUT,
-                "manifest",
-                Some("app"),
-                &mut r,
-                Instant::now(),
-            );
-        };
-        put(StatusCode::CREATED, Some("helm-chart"));
-        put(StatusCode::UNAUTHORIZED, None);
-        put(StatusCode::BAD_REQUEST, Some("image"));
-        put(StatusCode::BAD_REQUEST, None);
-        let value = |c: &IntCounterVec, l: &[&str]| c.with_label_values(l).get();
-        assert_eq!(value(&m.push_success, &["app", "helm-chart"]), 1);
-        assert_eq!(value(&m.push_failure, &["app", "image"]), 1);
-        assert_eq!(value(&m.push_failure, &["app", "unknown"]), 1);
-    }
-
-    #[test]
-    fn the_text_format_has_the_dashboard_names() {
-        let m = Metrics::new(MetricsOptions {
-            storage_limit_bytes: Some(1000),
-            ..MetricsOptions::default()
-        });
-        m.verified("app", None);
-        m.verified("app", Some("NoMatchingSignatures"));
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&m.registry.gather(), &mut out)
-            .unwrap();
-        for line in [
-            "cosign_verify_total{error_code=\"none\",repository=\"app\"} 1",
-            "cosign_verify_total{error_code=\"NoMatchingSignatures\",repository=\"app\"} 1",
-            "cosign_verify_failure_total{error_code=\"NoMatchingSignatures\",repository=\"app\"} 1",
-            "registry_storage_limit_bytes 1000",
-        ] {
-            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
-        }
-    }
-}
+mod tests;

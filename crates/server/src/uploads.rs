@@ -7,7 +7,7 @@ use wharf_oci::{validate_repository, Digest, ErrorCode};
 use wharf_store::{MountOutcome, Upload};
 
 use crate::error::{upload_range, ApiError};
-use crate::request::{body_stream, content_range, has_body, header_str, Query};
+use crate::request::{body_stream, content_length, content_range, has_body, header_str, Query};
 use crate::{empty, may, ApiResult, App};
 use wharf_auth::{Actions, Caller};
 
@@ -68,6 +68,11 @@ pub(crate) async fn start(
     }
     if let Some(d) = q.get("digest") {
         let digest: Digest = d.parse()?;
+        if let Some(len) = content_length(&req) {
+            app.registry
+                .quota_admit(name, None, Some(&digest), len)
+                .await?;
+        }
         let body = body_stream(req.into_body(), app.options.body_idle_timeout);
         app.registry.blob_put(name, &digest, body).await?;
         return blob_created(name, &digest);
@@ -87,6 +92,9 @@ pub(crate) async fn patch(app: &App, name: &str, id: &str, req: Request) -> ApiR
     let range = header_str(&req, header::CONTENT_RANGE)
         .map(content_range)
         .transpose()?;
+    if let Some(len) = content_length(&req) {
+        admit_or_cancel(app, name, id, None, len).await?;
+    }
     let body = body_stream(req.into_body(), app.options.body_idle_timeout);
     let u = app.registry.upload_append(name, id, range, body).await?;
     upload_accepted(app, name, &u)
@@ -104,6 +112,9 @@ pub(crate) async fn put(app: &App, name: &str, id: &str, req: Request) -> ApiRes
         })?
         .parse()?;
     let last_chunk = if has_body(&req) {
+        if let Some(len) = content_length(&req) {
+            admit_or_cancel(app, name, id, Some(&digest), len).await?;
+        }
         let range = header_str(&req, header::CONTENT_RANGE)
             .map(content_range)
             .transpose()?;
@@ -118,6 +129,24 @@ pub(crate) async fn put(app: &App, name: &str, id: &str, req: Request) -> ApiRes
         .upload_finish(name, id, &digest, last_chunk)
         .await?;
     blob_created(name, &digest)
+}
+
+/// A chunk that would take its namespace past its quota ends the push: the session goes
+/// with the refusal, leaving nothing behind.
+async fn admit_or_cancel(
+    app: &App,
+    name: &str,
+    id: &str,
+    digest: Option<&Digest>,
+    len: u64,
+) -> Result<(), ApiError> {
+    match app.registry.quota_admit(name, Some(id), digest, len).await {
+        Err(e @ wharf_store::StoreError::QuotaExceeded(_)) => {
+            app.registry.upload_cancel(name, id).await?;
+            Err(e.into())
+        }
+        other => Ok(other?),
+    }
 }
 
 pub(crate) async fn cancel(app: &App, name: &str, id: &str) -> ApiResult {

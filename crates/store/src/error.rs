@@ -35,6 +35,9 @@ pub enum StoreError {
     /// A push of a kind the repository does not accept (an operator's rule).
     #[error("{0}")]
     KindRefused(String),
+    /// A push that would pass a namespace's quota (an operator's rule).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("repository unknown")]
     NameUnknown,
     #[error("manifest is larger than the {limit}-byte limit")]

@@ -24,6 +24,7 @@ mod postgres_gc;
 mod postgres_index;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
+pub mod quota;
 pub mod registry;
 pub mod retention;
 #[cfg(feature = "s3")]
@@ -47,6 +48,7 @@ pub use open::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMetadataStore;
+pub use quota::{Quota, QuotaUsage};
 pub use registry::{Limits, ManifestPut, MountOutcome, Registry, Upload};
 pub use retention::{RetentionRule, TagOrder};
 #[cfg(feature = "s3")]

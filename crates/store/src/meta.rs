@@ -133,6 +133,13 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     /// What the registry holds, with at most `max_repositories` repositories named (see
     /// [`crate::Usage`]).
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage>;
+    /// What `namespace` (a repository and everything under it) holds, and whether it links
+    /// `digest` already.
+    async fn namespace_usage(
+        &self,
+        namespace: &str,
+        digest: Option<&Digest>,
+    ) -> Result<crate::quota::NamespaceUsage>;
 }
 
 /// Seconds since the epoch: the databases' timestamps.

@@ -619,6 +619,15 @@ impl MetadataStore for PostgresMetadataStore {
         postgres_index::usage(&mut c, max_repositories).await
     }
 
+    async fn namespace_usage(
+        &self,
+        namespace: &str,
+        digest: Option<&Digest>,
+    ) -> Result<crate::quota::NamespaceUsage> {
+        let c = self.pool.get().await?;
+        postgres_index::namespace_usage(&c, namespace, digest).await
+    }
+
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let c = self.pool.get().await?;
         let st = c

@@ -26,6 +26,8 @@ pub struct Limits {
     pub immutable_tags: Vec<crate::ImmutableRule>,
     /// What garbage collection keeps, per repository pattern (see `crate::retention`).
     pub retention: Vec<crate::RetentionRule>,
+    /// The bytes a namespace may hold (see `crate::quota`).
+    pub quotas: Vec<crate::Quota>,
 }
 
 impl Default for Limits {
@@ -35,6 +37,7 @@ impl Default for Limits {
             kind_rules: Vec::new(),
             immutable_tags: Vec::new(),
             retention: Vec::new(),
+            quotas: Vec::new(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Registry {
     /// Requests on one upload session are serialised so their bytes never interleave. The
     /// lock is the session's own: a client stalled mid-chunk holds up its own session only.
     upload_locks: crate::keyed_lock::KeyedLock,
+    /// Commits to a namespace under a quota check and link one at a time.
+    pub(crate) quota_locks: crate::keyed_lock::KeyedLock,
 }
 
 impl Registry {
@@ -83,6 +88,7 @@ impl Registry {
             meta,
             limits,
             upload_locks: Default::default(),
+            quota_locks: Default::default(),
             gc_gate: tokio::sync::RwLock::new(()),
             gc_pass: tokio::sync::Mutex::new(()),
         }
@@ -187,6 +193,11 @@ impl Registry {
         // The body streams outside the collector's gate; under it, the bytes are confirmed
         // and linked as one step (a collection between the two made them go: push again).
         let size = self.blobs.put(digest, body).await?;
+        let _quota = self.quota_lock(repo).await;
+        if let Err(e) = self.quota_commit(repo, Some(digest), size).await {
+            self.discard_unlinked(digest).await;
+            return Err(e);
+        }
         let _gate = self.gc_gate.read().await;
         if self.blobs.stat(digest).await? != Some(size) {
             return Err(StoreError::UploadInvalid(
@@ -195,6 +206,21 @@ impl Registry {
         }
         self.meta.blob_link(repo, digest, size).await?;
         Ok(size)
+    }
+
+    /// Deletes the bytes of a blob refused at commit, unless a repository links them
+    /// (another push of the same content); failing that, collection reclaims them.
+    async fn discard_unlinked(&self, digest: &Digest) {
+        let _gate = self.gc_gate.write().await;
+        match self.meta.blob_find(digest).await {
+            Ok(None) => {
+                if let Err(e) = self.blobs.delete_blob(digest).await {
+                    tracing::warn!(%digest, "cannot delete the bytes of a refused blob: {e}");
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(%digest, "cannot delete the bytes of a refused blob: {e}"),
+        }
     }
 
     /// Links a blob that is already stored into `repo`: from `from` when given, otherwise from
@@ -210,6 +236,8 @@ impl Registry {
             None => self.meta.blob_find(digest).await?,
         };
         if let Some(size) = found {
+            let _quota = self.quota_lock(repo).await;
+            self.quota_commit(repo, Some(digest), size).await?;
             let _gate = self.gc_gate.read().await;
             // A blob whose bytes are gone or damaged is not mounted: the client uploads it,
             // which repairs it. Nor is one whose last link went meanwhile.
@@ -321,6 +349,13 @@ impl Registry {
             Some((range, body)) => self.append_locked(repo, id, range, body).await?,
             None => self.upload_record(repo, id).await?,
         };
+        let _quota = self.quota_lock(repo).await;
+        if let Err(e) = self.quota_commit(repo, Some(digest), upload.size).await {
+            // Refused at commit: the session and its bytes go, nothing is left behind.
+            self.blobs.upload_abort(id, &upload.state).await?;
+            self.meta.upload_complete(id, None).await?;
+            return Err(e);
+        }
         // The bytes land and are linked as one step for the collector.
         let _gate = self.gc_gate.read().await;
         self.blobs
@@ -392,6 +427,9 @@ impl Registry {
             .as_ref()
             .filter(|a| !a.is_empty())
             .map(|a| serde_json::to_string(a).expect("string map serialises"));
+        let _quota = self.quota_lock(repo).await;
+        self.quota_commit(repo, Some(&digest), content.len() as u64)
+            .await?;
         let _gate = self.gc_gate.read().await;
         self.meta
             .manifest_put(NewManifest {

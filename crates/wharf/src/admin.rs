@@ -1,5 +1,5 @@
-//! `wharf admin`: operator tasks on the registry's own store: API keys for robots and CI, and
-//! bcrypt hashes for the configuration's users.
+//! `wharf admin`: operator tasks on the registry's own store: API keys for robots and CI,
+//! bcrypt hashes for the configuration's users, and what the namespaces under quota hold.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -24,6 +24,21 @@ pub enum AdminCommand {
         /// bcrypt cost (4 to 31); each step doubles the work
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
         cost: u32,
+    },
+    /// Show what the registry stores, and what each namespace under a [[quotas]] rule holds
+    /// of its quota.
+    #[command(after_help = "Examples:
+  wharf admin usage --config /etc/wharf/wharf.toml
+  wharf admin usage --metadata-url postgres://wharf@db/wharf --config /etc/wharf/wharf.toml --format json
+
+Usage counts each distinct blob and manifest of a namespace once. It reads the database the
+configuration names, so it works beside a serving registry.")]
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Output: text (a table) or json (one document)
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        format: String,
     },
 }
 
@@ -108,7 +123,58 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
             Ok(())
         }
         AdminCommand::ApiKey(cmd) => rt.block_on(api_key(*cmd)),
+        AdminCommand::Usage { store, format } => rt.block_on(usage(&store, format == "json")),
     }
+}
+
+async fn usage(store: &StoreArgs, json: bool) -> Result<(), String> {
+    let file = store.file_config()?;
+    let config = store.store_config(&file)?;
+    let meta = wharf_store::open_metadata(&config.metadata)
+        .await
+        .map_err(|e| format!("cannot open the metadata store: {e}"))?
+        .content;
+    let total = meta.usage(0).await.map_err(|e| e.to_string())?;
+    let stored = total.blob_bytes + total.manifest_bytes;
+    let quotas = wharf_store::quota::usage_of(meta.as_ref(), &config.limits.quotas)
+        .await
+        .map_err(|e| e.to_string())?;
+    if json {
+        let doc = serde_json::json!({ "storageUsedBytes": stored, "quotas": quotas });
+        println!("{doc}");
+        return Ok(());
+    }
+    let h = wharf_store::quota::human_bytes;
+    println!("stored: {} ({stored} bytes)", h(stored));
+    if quotas.is_empty() {
+        println!("no [[quotas]] in the configuration");
+        return Ok(());
+    }
+    let width = quotas
+        .iter()
+        .map(|q| q.namespace.len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    println!(
+        "{:width$}  {:>10}  {:>10}  {:>5}",
+        "NAMESPACE", "USED", "LIMIT", "USE"
+    );
+    for q in &quotas {
+        let pct = if q.limit_bytes == 0 {
+            100.0
+        } else {
+            q.used_bytes as f64 * 100.0 / q.limit_bytes as f64
+        };
+        println!(
+            "{:width$}  {:>10}  {:>10}  {:>4.0}%",
+            q.namespace,
+            h(q.used_bytes),
+            h(q.limit_bytes),
+            pct
+        );
+    }
+    Ok(())
 }
 
 async fn api_key(cmd: ApiKeyCommand) -> Result<(), String> {

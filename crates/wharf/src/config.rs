@@ -78,6 +78,7 @@ impl StoreArgs {
             .iter()
             .map(FileRetentionRule::rule)
             .collect::<Result<_, _>>()?;
+        config.limits.quotas = crate::rules_config::quotas(&file.quotas)?;
         Ok(config)
     }
 
@@ -153,6 +154,9 @@ pub struct FileConfig {
     /// Per repository pattern, what garbage collection keeps.
     #[serde(default)]
     pub retention: Vec<FileRetentionRule>,
+    /// Per namespace, the bytes it may hold.
+    #[serde(default)]
+    pub quotas: Vec<crate::rules_config::FileQuota>,
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: FileMetrics,

@@ -1,5 +1,5 @@
 //! The configuration's rule tables: per repository pattern, which tags are immutable and
-//! what garbage collection keeps.
+//! what garbage collection keeps; per namespace, the bytes it may hold.
 
 use serde::Deserialize;
 
@@ -82,4 +82,33 @@ impl FileRetentionRule {
             untagged_after: self.untagged_after_secs.map(std::time::Duration::from_secs),
         })
     }
+}
+
+/// `[[quotas]]`: the repository `namespace` and everything under it may hold at most
+/// `limit_bytes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQuota {
+    pub namespace: String,
+    pub limit_bytes: u64,
+}
+
+/// The quotas of the file, each namespace a valid repository name named once.
+pub fn quotas(file: &[FileQuota]) -> Result<Vec<wharf_store::Quota>, String> {
+    let mut out: Vec<wharf_store::Quota> = Vec::new();
+    for q in file {
+        wharf_oci::validate_repository(&q.namespace)
+            .map_err(|e| format!("[[quotas]]: namespace {:?}: {e}", q.namespace))?;
+        if out.iter().any(|o| o.namespace == q.namespace) {
+            return Err(format!(
+                "[[quotas]]: namespace {:?} has two quotas",
+                q.namespace
+            ));
+        }
+        out.push(wharf_store::Quota {
+            namespace: q.namespace.clone(),
+            limit_bytes: q.limit_bytes,
+        });
+    }
+    Ok(out)
 }

@@ -188,3 +188,33 @@ pub(super) fn usage(c: &Connection, max_repositories: usize) -> Result<Usage> {
         by_artifact: Usage::fold_repositories(rows, max_repositories),
     })
 }
+
+/// What a namespace holds (see `crate::quota`). Names sort bytewise here, so `ns/` up to
+/// `ns0` (the byte after `/`) is exactly what lies under `ns/`, read off the primary keys.
+pub(super) fn namespace_usage(
+    c: &Connection,
+    namespace: &str,
+    digest: Option<&str>,
+) -> Result<crate::quota::NamespaceUsage> {
+    let (under, past) = (format!("{namespace}/"), format!("{namespace}0"));
+    let (used, has): (i64, bool) = c
+        .prepare_cached(
+            "SELECT
+               (SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM blobs
+                  WHERE repo = ?1 OR (repo >= ?2 AND repo < ?3) GROUP BY digest))
+             + (SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM manifests
+                  WHERE repo = ?1 OR (repo >= ?2 AND repo < ?3) GROUP BY digest)),
+               ?4 IS NOT NULL AND (
+                 EXISTS (SELECT 1 FROM blobs
+                          WHERE digest = ?4 AND (repo = ?1 OR (repo >= ?2 AND repo < ?3)))
+                 OR EXISTS (SELECT 1 FROM manifests
+                          WHERE digest = ?4 AND (repo = ?1 OR (repo >= ?2 AND repo < ?3))))",
+        )?
+        .query_row(rusqlite::params![namespace, under, past, digest], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(crate::quota::NamespaceUsage {
+        used_bytes: used.max(0) as u64,
+        has_blob: has,
+    })
+}

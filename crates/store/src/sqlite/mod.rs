@@ -602,6 +602,17 @@ impl MetadataStore for SqliteMetadataStore {
         self.read(move |c| index::usage(c, max_repositories)).await
     }
 
+    async fn namespace_usage(
+        &self,
+        namespace: &str,
+        digest: Option<&Digest>,
+    ) -> Result<crate::quota::NamespaceUsage> {
+        let namespace = namespace.to_string();
+        let digest = digest.map(|d| d.to_string());
+        self.read(move |c| index::namespace_usage(c, &namespace, digest.as_deref()))
+            .await
+    }
+
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
         let (repo, subject) = (repo.to_string(), subject.to_string());
         self.read(move |c| {
