@@ -18,6 +18,7 @@ mod pull_policy;
 mod request;
 pub mod route;
 mod uploads;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub struct ServerOptions {
     pub metrics_access: MetricsAccess,
     /// Defaults of on-demand garbage collection passes.
     pub gc: GcDefaults,
+    /// Where events are POSTed, when configured.
+    pub webhooks: Option<Arc<webhooks::Webhooks>>,
 }
 
 /// What an on-demand collection pass uses unless the request says otherwise.
@@ -97,6 +100,7 @@ impl Default for ServerOptions {
             metrics: None,
             metrics_access: MetricsAccess::Users(Vec::new()),
             gc: GcDefaults::default(),
+            webhooks: None,
         }
     }
 }
@@ -196,6 +200,11 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let (route_name, repository, parsed) = access::route_of(req.uri().path());
     let bytes_in = request::content_length(&req);
+    let origin = app
+        .options
+        .webhooks
+        .as_ref()
+        .map(|_| webhooks::RequestRecord::of(&req, &access::current_id().unwrap_or_default()));
     // Requests without a body (most GETs) skip the shared handle.
     let (req, body) = if request::has_body(&req) {
         let expect = req.headers().contains_key(header::EXPECT);
@@ -209,6 +218,12 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.log_internal(&method).into_response(),
     };
+    if let (Some(hooks), Some(origin)) = (&app.options.webhooks, &origin) {
+        if let Some(notices) = response.extensions().get::<webhooks::Notices>() {
+            let actor = response.extensions().get::<access::User>();
+            hooks.notify(notices, origin, actor.map(|u| u.0.as_str()));
+        }
+    }
     if let Some(metrics) = &app.options.metrics {
         metrics.record(
             &method,

@@ -11,6 +11,7 @@ use wharf_store::StoreError;
 use crate::error::ApiError;
 use crate::metrics::{PushedKind, UNKNOWN_KIND};
 use crate::request::header_str;
+use crate::webhooks::{self, Action, Notice, Notices};
 use crate::{empty, header_value, may, ApiResult, App};
 use wharf_auth::{Actions, Caller};
 
@@ -111,10 +112,19 @@ async fn store(
         ("location", format!("/v2/{name}/manifests/{}", put.digest)),
         ("docker-content-digest", put.digest.to_string()),
     ];
-    if let Some(s) = put.subject {
+    if let Some(s) = &put.subject {
         headers.push(("oci-subject", s.to_string()));
     }
-    Ok((empty(StatusCode::CREATED, &headers)?, put.kind))
+    let mut response = empty(StatusCode::CREATED, &headers)?;
+    if app.options.webhooks.is_some() {
+        let tag = match &reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let notices = webhooks::manifest_stored(name, tag, &put);
+        response.extensions_mut().insert(notices);
+    }
+    Ok((response, put.kind))
 }
 
 pub(crate) async fn delete(app: &App, name: &str, reference: &str) -> ApiResult {
@@ -123,5 +133,12 @@ pub(crate) async fn delete(app: &App, name: &str, reference: &str) -> ApiResult 
     if let Some(policy) = &app.pull_policy {
         policy.touch(name);
     }
-    empty(StatusCode::ACCEPTED, &[])
+    let mut response = empty(StatusCode::ACCEPTED, &[])?;
+    let mut deleted = Notice::new(Action::Delete, name);
+    match reference {
+        Reference::Tag(t) => deleted.tag = Some(t),
+        Reference::Digest(d) => deleted.digest = Some(d),
+    }
+    response.extensions_mut().insert(Notices(vec![deleted]));
+    Ok(response)
 }

@@ -280,6 +280,13 @@ impl Metrics {
         }
     }
 
+    /// Adds series kept elsewhere (webhook deliveries) to what `/metrics` serves.
+    pub(crate) fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::warn!("metrics not registered: {e}");
+        }
+    }
+
     /// Records one answered request; a successful blob GET has its body timed until the
     /// last byte is sent. (Public for `benches/metrics.rs`.)
     pub fn record(

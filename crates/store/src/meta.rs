@@ -91,7 +91,9 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
 
     /// Stores a manifest (and its tag) after checking, in the same transaction, that all it
     /// references is present. Storing an existing manifest again only moves the tag.
-    async fn manifest_put(&self, m: NewManifest) -> Result<()>;
+    /// Stores a manifest (and its tag); returns the digest the tag named before, when it
+    /// named another manifest (the tag moved).
+    async fn manifest_put(&self, m: NewManifest) -> Result<Option<Digest>>;
     async fn manifest_get(
         &self,
         repo: &str,

@@ -364,7 +364,7 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn manifest_put(&self, m: NewManifest) -> Result<()> {
+    async fn manifest_put(&self, m: NewManifest) -> Result<Option<Digest>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         postgres_gc::gate_shared(&tx).await?;
@@ -432,7 +432,18 @@ impl MetadataStore for PostgresMetadataStore {
             tx.execute(&refs, &[&repo, &child.to_string(), &digest])
                 .await?;
         }
+        let mut moved_from = None;
         if let Some(tag) = &m.tag {
+            // Locked until commit: the digest read is the one this put replaces.
+            let before = tx
+                .query_opt(
+                    "SELECT digest FROM tags WHERE repo = $1 AND tag = $2 FOR UPDATE",
+                    &[&repo, tag],
+                )
+                .await?
+                .map(|r| r.get::<_, String>(0))
+                .filter(|d| *d != digest);
+            moved_from = before.map(parse_digest).transpose()?;
             let st = tx
                 .prepare_cached(
                     "INSERT INTO tags (repo, tag, digest, updated_at) VALUES ($1, $2, $3, $4)
@@ -450,7 +461,7 @@ impl MetadataStore for PostgresMetadataStore {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(moved_from)
     }
 
     async fn manifest_get(

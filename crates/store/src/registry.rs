@@ -63,6 +63,10 @@ pub struct ManifestPut {
     pub subject: Option<Digest>,
     /// What kind of artifact it is, as the index records it.
     pub kind: wharf_oci::ArtifactKind,
+    pub media_type: String,
+    pub size: u64,
+    /// The manifest the tag named before, when the put moved it.
+    pub moved_from: Option<Digest>,
 }
 
 pub struct Registry {
@@ -420,7 +424,8 @@ impl Registry {
             }
             Reference::Tag(t) => (Digest::sha256_of(&content), Some(t.clone())),
         };
-        let info = self.index_info(repo, &manifest, content.len()).await?;
+        let size = content.len();
+        let info = self.index_info(repo, &manifest, size).await?;
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         let annotations = manifest
             .annotations
@@ -431,7 +436,8 @@ impl Registry {
         self.quota_commit(repo, Some(&digest), content.len() as u64)
             .await?;
         let _gate = self.gc_gate.read().await;
-        self.meta
+        let moved_from = self
+            .meta
             .manifest_put(NewManifest {
                 repo: repo.to_string(),
                 digest: digest.clone(),
@@ -462,6 +468,9 @@ impl Registry {
             digest,
             subject,
             kind: wharf_oci::ArtifactKind::of(&manifest),
+            media_type: manifest.media_type.clone(),
+            size: size as u64,
+            moved_from,
         })
     }
 

@@ -157,6 +157,9 @@ pub struct FileConfig {
     /// Per namespace, the bytes it may hold.
     #[serde(default)]
     pub quotas: Vec<crate::rules_config::FileQuota>,
+    /// Endpoints registry events are POSTed to.
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhook_config::FileWebhook>,
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: FileMetrics,
@@ -297,6 +300,7 @@ pub struct Settings {
     pub metrics: FileMetrics,
     pub scrub: FileScrub,
     pub gc: FileGc,
+    pub webhooks: Vec<wharf_server::webhooks::Endpoint>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";

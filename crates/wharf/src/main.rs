@@ -13,6 +13,7 @@ mod rules_config;
 mod scrub;
 mod serve;
 mod tls;
+mod webhook_config;
 
 use std::process::ExitCode;
 

@@ -114,6 +114,7 @@ fn settle(args: ServeArgs) -> Result<Settings, String> {
         auth: file.auth.clone(),
         scrub: file.scrub.clone(),
         gc: file.gc.clone(),
+        webhooks: crate::webhook_config::endpoints(&file.webhooks)?,
         metrics: {
             let mut m = file.metrics.clone();
             m.listen = args.metrics_listen.or(m.listen);
@@ -261,6 +262,19 @@ async fn serve(s: Settings) -> Result<(), String> {
             gc_defaults.clone(),
         ));
     }
+    let webhooks = match s.webhooks.is_empty() {
+        true => None,
+        false => {
+            let names: Vec<&str> = s.webhooks.iter().map(|e| e.name.as_str()).collect();
+            tracing::info!(endpoints = ?names, "webhooks on");
+            Some(wharf_server::webhooks::Webhooks::start(
+                s.webhooks.clone(),
+                s.listen.to_string(),
+                s.tls.is_some(),
+                metrics.as_deref(),
+            )?)
+        }
+    };
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -273,6 +287,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             metrics,
             metrics_access,
             gc: gc_defaults,
+            webhooks,
         },
         auth,
     );

@@ -363,7 +363,7 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn manifest_put(&self, m: NewManifest) -> Result<()> {
+    async fn manifest_put(&self, m: NewManifest) -> Result<Option<Digest>> {
         self.write(move |tx| {
             let repo = &m.repo;
             ensure_repo(tx, repo)?;
@@ -412,7 +412,13 @@ impl MetadataStore for SqliteMetadataStore {
                     refs.execute(params![repo, child.to_string(), digest])?;
                 }
             }
+            let mut moved_from = None;
             if let Some(tag) = &m.tag {
+                moved_from = tx
+                    .prepare_cached("SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2")?
+                    .query_row(params![repo, tag], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .filter(|d| *d != digest);
                 let written = tx
                     .prepare_cached(
                         "INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -424,9 +430,11 @@ impl MetadataStore for SqliteMetadataStore {
                     return Err(StoreError::TagProtected(tag.clone()));
                 }
             }
-            Ok(())
+            Ok(moved_from)
         })
-        .await
+        .await?
+        .map(crate::meta::parse_digest)
+        .transpose()
     }
 
     async fn manifest_get(
