@@ -5,18 +5,21 @@ behind (no blob, no session, no bytes on disk); content already in the namespace
 nothing more; nested quotas each hold. Usage is visible through `wharf admin usage` and
 the metrics. On the embedded default and on PostgreSQL, with skopeo as a real client."""
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 import requests
 
 from conftest import (OCI_MANIFEST, assert_config_refused, error_code, fresh_postgres_database,
-                      run_wharf, sha256, start_wharf)
+                      run_wharf, s3_env, sha256, start_wharf)
 from oci_layout import write_layout
 
 LIMIT = 100_000
@@ -128,6 +131,70 @@ def test_quotas_refuse_what_would_pass_them(backend, tmp_path, tool_env):
         text = requests.get(f"{s.url}/metrics").text
         assert f'wharf_quota_used_bytes{{namespace="team-a"}} {used}' in text, text
         assert f'wharf_quota_limit_bytes{{namespace="team-a"}} {LIMIT}' in text
+    finally:
+        s.stop()
+
+
+def test_replicas_keep_a_quota_together(tmp_path, tool_env):
+    """Pushes racing on two replicas (PostgreSQL + S3), each checked at commit: exactly as
+    many fit as the quota allows, never one more."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text('[[quotas]]\nnamespace = "shared"\nlimit_bytes = 100000\n')
+    url = fresh_postgres_database()
+    servers = [start_wharf(tmp_path / f"r{i}", "--metadata-url", url, config=cfg,
+                           env=s3_env()) for i in range(2)]
+    blobs = [os.urandom(10_000) for _ in range(24)]
+    statuses = []
+    lock = threading.Lock()
+
+    def pusher(k):
+        for i in range(k, len(blobs), 6):
+            r = monolithic(servers[i % 2], f"shared/app{k}", blobs[i], chunked=True)
+            with lock:
+                statuses.append((r.status_code, error_code(r) if r.status_code != 201 else None))
+
+    try:
+        threads = [threading.Thread(target=pusher, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert sorted(statuses) == [(201, None)] * 10 + [(403, "DENIED")] * 14, statuses
+        doc = json.loads(run_wharf(tool_env, "admin", "usage", "--config", cfg,
+                                   "--metadata-url", url, "--format", "json").stdout)
+        assert doc["quotas"] == [{"namespace": "shared", "usedBytes": 100_000,
+                                  "limitBytes": 100_000}]
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_a_held_namespace_lock_times_out_cleanly(tmp_path):
+    """Another replica holding the namespace's lock (here: a session holding it) for longer
+    than a commit waits (30 s) gets 429 TOOMANYREQUESTS, and nothing is linked."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text('[[quotas]]\nnamespace = "held"\nlimit_bytes = 100000\n')
+    url = fresh_postgres_database()
+    s = start_wharf(tmp_path / "data", "--metadata-url", url, config=cfg)
+    key = int(hashlib.sha256(b"wharf quota held").hexdigest()[:15], 16)
+    holder = subprocess.Popen(["psql", url, "-qAt"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdin.write(f"SELECT pg_advisory_lock({key});\nSELECT 'held';\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() in ("", "held")
+        data = os.urandom(1000)
+        started = time.time()
+        r = monolithic(s, "held/app", data)
+        assert r.status_code == 429 and error_code(r) == "TOOMANYREQUESTS", r.text
+        assert "pushes to held kept its quota lock busy" in r.text
+        assert 29 <= time.time() - started < 60
+        assert s("HEAD", f"/v2/held/app/blobs/{sha256(data)}").status_code == 404
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    try:
+        assert monolithic(s, "held/app", data).status_code == 201
     finally:
         s.stop()
 

@@ -132,6 +132,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::ManifestBlobUnknown, msg)
             }
             StoreError::NameUnknown => ApiError::new(ErrorCode::NameUnknown, msg),
+            StoreError::Busy(_) => ApiError::new(ErrorCode::TooManyRequests, msg),
             StoreError::TagProtected(_)
             | StoreError::TagImmutable(_)
             | StoreError::QuotaExceeded(_)

@@ -38,6 +38,9 @@ pub enum StoreError {
     /// A push that would pass a namespace's quota (an operator's rule).
     #[error("{0}")]
     QuotaExceeded(String),
+    /// Others' writes held something this one needs for longer than it waits.
+    #[error("{0}")]
+    Busy(String),
     #[error("repository unknown")]
     NameUnknown,
     #[error("manifest is larger than the {limit}-byte limit")]

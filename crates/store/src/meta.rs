@@ -135,6 +135,11 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     /// What the registry holds, with at most `max_repositories` repositories named (see
     /// [`crate::Usage`]).
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage>;
+    /// The lock commits to `namespace` hold across replicas while they check its quota and
+    /// link (this process's own lock is taken first, by the caller).
+    async fn namespace_lock(&self, _namespace: &str) -> Result<crate::gc::GcLock> {
+        Ok(crate::gc::GcLock::local())
+    }
     /// What `namespace` (a repository and everything under it) holds, and whether it links
     /// `digest` already.
     async fn namespace_usage(

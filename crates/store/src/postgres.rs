@@ -630,6 +630,10 @@ impl MetadataStore for PostgresMetadataStore {
         postgres_index::usage(&mut c, max_repositories).await
     }
 
+    async fn namespace_lock(&self, namespace: &str) -> Result<crate::gc::GcLock> {
+        postgres_gc::namespace_lock(&self.pool, namespace).await
+    }
+
     async fn namespace_usage(
         &self,
         namespace: &str,

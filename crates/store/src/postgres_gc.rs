@@ -176,6 +176,28 @@ pub(crate) async fn pass_lock(pool: &Pool) -> Result<Option<GcLock>> {
         .map(|c| GcLock::new(move || Box::pin(unlock(c, PASS)))))
 }
 
+/// How long a quota commit tries for its namespace's lock before giving up.
+const NAMESPACE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The session lock of a namespace under quota: tried, not waited for, so that a replica
+/// waiting holds no pooled connection while the holder needs a second one to link.
+pub(crate) async fn namespace_lock(pool: &Pool, namespace: &str) -> Result<GcLock> {
+    let hash = Digest::sha256_of(format!("wharf quota {namespace}").as_bytes());
+    let key = i64::from_str_radix(&hash.hex()[..15], 16).expect("hex digits");
+    let deadline = tokio::time::Instant::now() + NAMESPACE_PATIENCE;
+    loop {
+        if let Some(c) = session_lock(pool, key).await? {
+            return Ok(GcLock::new(move || Box::pin(unlock(c, key))));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::StoreError::Busy(format!(
+                "pushes to {namespace} kept its quota lock busy; try again"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+}
+
 pub(crate) async fn gate_exclusive(pool: &Pool, slot: &GateSlot) -> Result<Option<GcLock>> {
     let Some(c) = session_lock(pool, GATE).await? else {
         return Ok(None);

@@ -5,10 +5,9 @@
 //!
 //! Pushes are refused before their bytes are accepted when the size is known (the server
 //! asks [`Registry::quota_admit`] with the request's `Content-Length`), and at commit
-//! otherwise, leaving nothing behind. In one process, commits to one namespace check and
-//! link one at a time, so two pushes cannot together pass a limit each fits under; replicas
-//! check against the shared database, so pushes committing at the same moment on two
-//! replicas can pass it by what they add together.
+//! otherwise, leaving nothing behind. Commits to one namespace check and link one at a time
+//! (a lock in the process, and with PostgreSQL an advisory lock every replica takes), so two
+//! pushes cannot together pass a limit each fits under.
 
 use wharf_oci::Digest;
 
@@ -71,6 +70,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Held while a commit checks its quota and links. Dropped, it gives back the replicas'
+/// lock (in the background) and then this process's: fields drop in order.
+pub(crate) struct QuotaLock {
+    _shared: crate::gc::GcLock,
+    _local: crate::keyed_lock::KeyGuard,
+}
+
 impl Registry {
     /// Refuses, before any byte is read, a push of `incoming` more bytes into `repo` that
     /// would pass its quota. `upload` is the session the bytes extend (its bytes so far
@@ -98,10 +104,18 @@ impl Registry {
     }
 
     /// The lock commits hold while they check and link, when `repo` has a quota: its
-    /// outermost namespace's, so commits under nested quotas take one lock.
-    pub(crate) async fn quota_lock(&self, repo: &str) -> Option<crate::keyed_lock::KeyGuard> {
-        let outermost = *quotas_for(&self.limits().quotas, repo).first()?;
-        Some(self.quota_locks.lock(&outermost.namespace).await)
+    /// outermost namespace's (so commits under nested quotas take one), in this process and
+    /// then across replicas.
+    pub(crate) async fn quota_lock(&self, repo: &str) -> Result<Option<QuotaLock>> {
+        let Some(outermost) = quotas_for(&self.limits().quotas, repo).first().copied() else {
+            return Ok(None);
+        };
+        let local = self.quota_locks.lock(&outermost.namespace).await;
+        let shared = self.meta.namespace_lock(&outermost.namespace).await?;
+        Ok(Some(QuotaLock {
+            _shared: shared,
+            _local: local,
+        }))
     }
 
     /// Refuses adding content `digest` (a blob or a manifest) of `size` bytes to `repo`

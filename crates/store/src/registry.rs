@@ -197,11 +197,18 @@ impl Registry {
         // The body streams outside the collector's gate; under it, the bytes are confirmed
         // and linked as one step (a collection between the two made them go: push again).
         let size = self.blobs.put(digest, body).await?;
-        let _quota = self.quota_lock(repo).await;
-        if let Err(e) = self.quota_commit(repo, Some(digest), size).await {
-            self.discard_unlinked(digest).await;
-            return Err(e);
-        }
+        let checked = async {
+            let lock = self.quota_lock(repo).await?;
+            self.quota_commit(repo, Some(digest), size).await?;
+            Ok::<_, StoreError>(lock)
+        };
+        let _quota = match checked.await {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.discard_unlinked(digest).await;
+                return Err(e);
+            }
+        };
         let _gate = self.gc_gate.read().await;
         if self.blobs.stat(digest).await? != Some(size) {
             return Err(StoreError::UploadInvalid(
@@ -213,8 +220,13 @@ impl Registry {
     }
 
     /// Deletes the bytes of a blob refused at commit, unless a repository links them
-    /// (another push of the same content); failing that, collection reclaims them.
+    /// (another push of the same content). With replicas they are left to collection, whose
+    /// age floor protects another replica between writing the same bytes and linking them;
+    /// here the gate, held exclusively, keeps out every push of this process.
     async fn discard_unlinked(&self, digest: &Digest) {
+        if self.meta.is_shared() {
+            return;
+        }
         let _gate = self.gc_gate.write().await;
         match self.meta.blob_find(digest).await {
             Ok(None) => {
@@ -240,7 +252,7 @@ impl Registry {
             None => self.meta.blob_find(digest).await?,
         };
         if let Some(size) = found {
-            let _quota = self.quota_lock(repo).await;
+            let _quota = self.quota_lock(repo).await?;
             self.quota_commit(repo, Some(digest), size).await?;
             let _gate = self.gc_gate.read().await;
             // A blob whose bytes are gone or damaged is not mounted: the client uploads it,
@@ -353,7 +365,7 @@ impl Registry {
             Some((range, body)) => self.append_locked(repo, id, range, body).await?,
             None => self.upload_record(repo, id).await?,
         };
-        let _quota = self.quota_lock(repo).await;
+        let _quota = self.quota_lock(repo).await?;
         if let Err(e) = self.quota_commit(repo, Some(digest), upload.size).await {
             // Refused at commit: the session and its bytes go, nothing is left behind.
             self.blobs.upload_abort(id, &upload.state).await?;
@@ -432,7 +444,7 @@ impl Registry {
             .as_ref()
             .filter(|a| !a.is_empty())
             .map(|a| serde_json::to_string(a).expect("string map serialises"));
-        let _quota = self.quota_lock(repo).await;
+        let _quota = self.quota_lock(repo).await?;
         self.quota_commit(repo, Some(&digest), content.len() as u64)
             .await?;
         let _gate = self.gc_gate.read().await;
