@@ -34,6 +34,8 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.lock:
@@ -219,7 +221,7 @@ def test_failed_deliveries_are_retried_and_counted(tmp_path, receiver):
         assert metric(s, "wharf_webhook_attempt_failures_total", endpoint="flaky") == 2
         assert metric(s, "wharf_webhook_deliveries_total", endpoint="flaky",
                       result="delivered") == 1
-        assert "webhook event not delivered: the endpoint answered 503" in \
+        assert "webhook events not delivered: the endpoint answered 503" in \
             s.log_path.read_text()
     finally:
         s.stop()
@@ -240,9 +242,10 @@ def test_an_endpoint_that_hangs_never_slows_pushes(tmp_path):
             s.push_image("team/app", f"v{i}", layers=[f"layer {i}".encode()])
         # one delivery attempt alone would take a minute: the pushes did not wait for it
         assert time.time() - started < 30
-        # one event in flight, two queued, the rest dropped
+        # the first event (or the first two, had the second come before the sender took
+        # the first) in flight, two queued, the rest dropped
         assert metric(s, "wharf_webhook_queue_length", endpoint="hang") == 2
-        assert metric(s, "wharf_webhook_dropped_total", endpoint="hang") == 7
+        assert metric(s, "wharf_webhook_dropped_total", endpoint="hang") in (6, 7)
         assert "webhook queue full: event dropped" in s.log_path.read_text()
     finally:
         s.stop()

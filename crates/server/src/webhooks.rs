@@ -3,8 +3,8 @@
 //!
 //! Handlers describe what they did as [`Notices`] on their response; the dispatcher adds who
 //! asked and how, and hands the events to each endpoint's queue without waiting. Each
-//! endpoint has one worker that delivers its events in order, retrying with exponential
-//! backoff. A queue is bounded: while an endpoint is down its queue fills and further events
+//! endpoint has one worker that delivers its events in order (those waiting together, in
+//! one envelope), retrying with exponential backoff. A queue is bounded: while an endpoint is down its queue fills and further events
 //! are dropped and counted, so a push never waits for an endpoint.
 
 use std::sync::Arc;
@@ -196,9 +196,22 @@ impl RequestRecord {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    events: [&'a Event; 1],
+/// Events sent in one envelope at most: while an endpoint keeps up, each goes alone; when
+/// events wait, those waiting go together.
+const MAX_BATCH: usize = 100;
+
+/// The envelope of `events`, each already JSON.
+fn envelope(events: &[Arc<Vec<u8>>]) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 12);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(b"]}");
+    body.into()
 }
 
 #[derive(Debug, Serialize)]
@@ -374,9 +387,7 @@ impl Webhooks {
                 continue;
             }
             let event = self.event(n, request, actor);
-            let body = Arc::new(
-                serde_json::to_vec(&Envelope { events: [&event] }).expect("events serialise"),
-            );
+            let body = Arc::new(serde_json::to_vec(&event).expect("events serialise"));
             for (e, tx) in wanting {
                 match tx.try_send(body.clone()) {
                     Ok(()) => self.counters.queued.with_label_values(&[&e.name]).inc(),
@@ -431,8 +442,19 @@ async fn deliver(
 ) {
     use backon::{ExponentialBuilder, Retryable};
     let name = e.name.as_str();
-    while let Some(body) = rx.recv().await {
-        counters.queued.with_label_values(&[name]).dec();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        counters
+            .queued
+            .with_label_values(&[name])
+            .sub(batch.len() as i64);
+        let body = envelope(&batch);
         let attempt = || post(&client, &e, body.clone());
         let backoff = ExponentialBuilder::default()
             .with_min_delay(e.backoff)
@@ -448,28 +470,30 @@ async fn deliver(
                 );
             })
             .await;
+        let events = batch.len() as u64;
         match result {
             Ok(()) => counters
                 .deliveries
                 .with_label_values(&[name, "delivered"])
-                .inc(),
+                .inc_by(events),
             Err(err) => {
                 counters.attempt_failures.with_label_values(&[name]).inc();
                 counters
                     .deliveries
                     .with_label_values(&[name, "failed"])
-                    .inc();
+                    .inc_by(events);
                 tracing::warn!(
                     endpoint = name,
                     attempts = e.max_attempts,
-                    "webhook event not delivered: {err}"
+                    events,
+                    "webhook events not delivered: {err}"
                 );
             }
         }
     }
 }
 
-async fn post(client: &reqwest::Client, e: &Endpoint, body: Arc<Vec<u8>>) -> Result<(), String> {
+async fn post(client: &reqwest::Client, e: &Endpoint, body: bytes::Bytes) -> Result<(), String> {
     let mut req = client
         .post(e.url.clone())
         .timeout(e.timeout)
@@ -478,7 +502,7 @@ async fn post(client: &reqwest::Client, e: &Endpoint, body: Arc<Vec<u8>>) -> Res
         req = req.header(k, v);
     }
     let response = req
-        .body((*body).clone())
+        .body(body)
         .send()
         .await
         .map_err(|err| err.without_url().to_string())?;
@@ -550,6 +574,18 @@ mod tests {
             &put(ArtifactKind::Signature, None, None),
         );
         assert_eq!(actions(&n), [Action::Push]);
+    }
+
+    #[test]
+    fn waiting_events_share_an_envelope() {
+        let one = Arc::new(br#"{"action":"push"}"#.to_vec());
+        let two = Arc::new(br#"{"action":"delete"}"#.to_vec());
+        let body = envelope(&[one.clone(), two]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["events"][0]["action"], "push");
+        assert_eq!(v["events"][1]["action"], "delete");
+        let v: serde_json::Value = serde_json::from_slice(&envelope(&[one])).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 1);
     }
 
     #[test]
