@@ -33,7 +33,7 @@ def test_verified_tls_connection_serves(tmp_path):
     url = tls_url(f"sslmode=verify-full&sslrootcert={ca_file()}")
     r = migrate(url)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "metadata schema migrated from version 0 to 5"
+    assert r.stdout.strip() == "metadata schema migrated from version 0 to 6"
     s = start_wharf(tmp_path / "d", "--metadata-url", url)
     try:
         s.push_image("tls/app", "v1")

@@ -169,6 +169,23 @@ def test_replicas_keep_a_quota_together(tmp_path, tool_env):
             s.stop()
 
 
+def test_freed_space_counts_again(tmp_path):
+    """Pushes read a running tally that deletions do not lower; a push the tally says does
+    not fit makes the registry sum the namespace again, so freed space is found."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text('[[quotas]]\nnamespace = "ns"\nlimit_bytes = 100000\n')
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        first = os.urandom(60_000)
+        assert monolithic(s, "ns/app", first).status_code == 201
+        assert s("DELETE", f"/v2/ns/app/blobs/{sha256(first)}").status_code == 202
+        assert monolithic(s, "ns/app", os.urandom(60_000)).status_code == 201
+        refused(monolithic(s, "ns/app", os.urandom(60_000)),
+                "quota exceeded: ns holds 58.6 KiB of its 97.7 KiB quota")
+    finally:
+        s.stop()
+
+
 def test_a_held_namespace_lock_times_out_cleanly(tmp_path):
     """Another replica holding the namespace's lock (here: a session holding it) for longer
     than a commit waits (30 s) gets 429 TOOMANYREQUESTS, and nothing is linked."""

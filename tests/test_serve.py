@@ -216,9 +216,9 @@ def test_migrate_sqlite(tmp_path):
     cmd = [str(WHARF), "migrate", "--data-dir", str(tmp_path / "d")]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "metadata schema migrated from version 0 to 5"
+    assert first.stdout.strip() == "metadata schema migrated from version 0 to 6"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    assert again.stdout.strip() == "metadata schema is current (version 5)"
+    assert again.stdout.strip() == "metadata schema is current (version 6)"
 
 
 def test_migrate_postgres_then_serve(tmp_path):
@@ -226,7 +226,7 @@ def test_migrate_postgres_then_serve(tmp_path):
     url = fresh_postgres_database()
     r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
                        text=True, timeout=30)
-    assert r.returncode == 0 and "from version 0 to 5" in r.stdout, r.stderr
+    assert r.returncode == 0 and "from version 0 to 6" in r.stdout, r.stderr
     s = start_wharf(tmp_path / "d", env={"WHARF_METADATA_URL": url})
     try:
         s.push_image("pg/app", "v1")
@@ -240,7 +240,7 @@ def test_migrate_postgres_then_serve(tmp_path):
         s.stop()
     r = subprocess.run([str(WHARF), "migrate", "--metadata-url", url], capture_output=True,
                        text=True, timeout=30)
-    assert r.stdout.strip() == "metadata schema is current (version 5)"
+    assert r.stdout.strip() == "metadata schema is current (version 6)"
 
 
 def test_migrate_refuses_newer_postgres_schema(tmp_path):
@@ -302,7 +302,7 @@ def test_newer_binary_migrates_v1_sqlite_with_upload_in_flight(tmp_path):
     db.close()
     r = subprocess.run([str(WHARF), "migrate", "--data-dir", str(data)], capture_output=True,
                        text=True, timeout=30)
-    assert r.stdout.strip() == "metadata schema migrated from version 1 to 5", r.stderr
+    assert r.stdout.strip() == "metadata schema migrated from version 1 to 6", r.stderr
     s = start_wharf(data)
     try:
         loc = f"/v2/old/blobs/uploads/{uid}"

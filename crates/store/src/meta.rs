@@ -140,6 +140,16 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     async fn namespace_lock(&self, _namespace: &str) -> Result<crate::gc::GcLock> {
         Ok(crate::gc::GcLock::local())
     }
+    /// Whether `namespace` holds blob `digest` already, or `repo` (in it) manifest `digest`.
+    async fn namespace_contains(
+        &self,
+        namespace: &str,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<bool>;
+    /// The bytes committed to `namespace` as its quota tally keeps them (`None`: no tally).
+    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>>;
+    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()>;
     /// What `namespace` (a repository and everything under it) holds, and whether it links
     /// `digest` already.
     async fn namespace_usage(

@@ -112,6 +112,12 @@ INSERT INTO manifest_refs (repo, child, manifest)
   WHERE child IS NOT NULL
 ON CONFLICT DO NOTHING;
 "#,
+    r#"
+CREATE TABLE quota_tallies (
+    namespace  TEXT COLLATE "C" PRIMARY KEY,
+    used_bytes BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Links a blob into a repository, or refreshes the link's time: garbage collection spares
@@ -632,6 +638,38 @@ impl MetadataStore for PostgresMetadataStore {
 
     async fn namespace_lock(&self, namespace: &str) -> Result<crate::gc::GcLock> {
         postgres_gc::namespace_lock(&self.pool, namespace).await
+    }
+
+    async fn namespace_contains(
+        &self,
+        namespace: &str,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let c = self.pool.get().await?;
+        postgres_index::namespace_contains(&c, namespace, repo, &digest.to_string()).await
+    }
+
+    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT used_bytes FROM quota_tallies WHERE namespace = $1",
+            &[&namespace],
+        )
+        .await?
+        .map(|r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
+    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()> {
+        let c = self.pool.get().await?;
+        let used = used_bytes.min(i64::MAX as u64) as i64;
+        c.execute(
+            "INSERT INTO quota_tallies (namespace, used_bytes) VALUES ($1, $2)
+             ON CONFLICT (namespace) DO UPDATE SET used_bytes = EXCLUDED.used_bytes",
+            &[&namespace, &used],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn namespace_usage(

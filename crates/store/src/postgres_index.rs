@@ -212,3 +212,21 @@ pub(crate) async fn namespace_usage(
         has_blob: row.get(1),
     })
 }
+
+/// Whether the namespace holds blob `digest`, or `repo` holds manifest `digest`.
+pub(crate) async fn namespace_contains(
+    c: &Object,
+    namespace: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<bool> {
+    let under = format!("{namespace}/");
+    Ok(c.query_one(
+        "SELECT EXISTS (SELECT 1 FROM blobs
+                         WHERE digest = $3 AND (repo = $1 OR starts_with(repo, $2)))
+             OR EXISTS (SELECT 1 FROM manifests WHERE repo = $4 AND digest = $3)",
+        &[&namespace, &under, &digest, &repo],
+    )
+    .await?
+    .get(0))
+}

@@ -7,7 +7,8 @@
 //! asks [`Registry::quota_admit`] with the request's `Content-Length`), and at commit
 //! otherwise, leaving nothing behind. Commits to one namespace check and link one at a time
 //! (a lock in the process, and with PostgreSQL an advisory lock every replica takes), so two
-//! pushes cannot together pass a limit each fits under.
+//! pushes cannot together pass a limit each fits under. A push reads a running tally, not
+//! the whole namespace (see `Registry::quota_check`).
 
 use wharf_oci::Digest;
 
@@ -98,7 +99,8 @@ impl Registry {
             None => 0,
         };
         for quota in quotas {
-            self.quota_check(quota, digest, so_far + incoming).await?;
+            self.quota_check(quota, repo, digest, so_far + incoming, false)
+                .await?;
         }
         Ok(())
     }
@@ -127,23 +129,57 @@ impl Registry {
         size: u64,
     ) -> Result<()> {
         for quota in quotas_for(&self.limits().quotas, repo) {
-            self.quota_check(quota, digest, size).await?;
+            self.quota_check(quota, repo, digest, size, true).await?;
         }
         Ok(())
     }
 
-    async fn quota_check(&self, quota: &Quota, digest: Option<&Digest>, adding: u64) -> Result<()> {
-        let usage = self.meta.namespace_usage(&quota.namespace, digest).await?;
-        if usage.has_blob || usage.used_bytes.saturating_add(adding) <= quota.limit_bytes {
-            return Ok(());
+    /// Refuses adding `adding` bytes of content `digest` to `repo` in the namespace of
+    /// `quota` when that passes it. (A manifest already in another repository of the
+    /// namespace is counted again by the tally: a few kilobytes high, never low.) The check reads the namespace's tally, which commits keep (`commit`:
+    /// this caller holds the namespace's lock and is about to link, so it adds its bytes).
+    /// Deletions do not lower the tally, so it never reads low; when it says the push does
+    /// not fit, the namespace is summed again, and the tally corrected, before refusing.
+    async fn quota_check(
+        &self,
+        quota: &Quota,
+        repo: &str,
+        digest: Option<&Digest>,
+        adding: u64,
+        commit: bool,
+    ) -> Result<()> {
+        let ns = quota.namespace.as_str();
+        if let Some(d) = digest {
+            if self.meta.namespace_contains(ns, repo, d).await? {
+                return Ok(());
+            }
         }
-        Err(StoreError::QuotaExceeded(format!(
-            "quota exceeded: {} holds {} of its {} quota and this push adds {}",
-            quota.namespace,
-            human_bytes(usage.used_bytes),
-            human_bytes(quota.limit_bytes),
-            human_bytes(adding)
-        )))
+        let fits = |used: u64| used.saturating_add(adding) <= quota.limit_bytes;
+        let tally = self.meta.quota_tally(ns).await?;
+        let used = match tally {
+            Some(t) if fits(t) => t,
+            _ => {
+                let exact = self.meta.namespace_usage(ns, None).await?.used_bytes;
+                // Only a commit, holding the lock, may write the tally: a correction
+                // written beside a commit could drop the commit's bytes from it.
+                if commit && tally != Some(exact) {
+                    self.meta.quota_tally_set(ns, exact).await?;
+                }
+                exact
+            }
+        };
+        if !fits(used) {
+            return Err(StoreError::QuotaExceeded(format!(
+                "quota exceeded: {ns} holds {} of its {} quota and this push adds {}",
+                human_bytes(used),
+                human_bytes(quota.limit_bytes),
+                human_bytes(adding)
+            )));
+        }
+        if commit {
+            self.meta.quota_tally_set(ns, used + adding).await?;
+        }
+        Ok(())
     }
 
     /// Every quota's standing.

@@ -218,3 +218,23 @@ pub(super) fn namespace_usage(
         has_blob: has,
     })
 }
+
+/// Whether the namespace holds blob `digest` (by the blobs' digest index: a namespace may
+/// hold many blobs, a digest is in few repositories), or `repo` holds manifest `digest`.
+pub(super) fn namespace_contains(
+    c: &Connection,
+    namespace: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<bool> {
+    let (under, past) = (format!("{namespace}/"), format!("{namespace}0"));
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM blobs INDEXED BY blobs_by_digest
+                         WHERE digest = ?4 AND (repo = ?1 OR (repo >= ?2 AND repo < ?3)))
+             OR EXISTS (SELECT 1 FROM manifests WHERE repo = ?5 AND digest = ?4)",
+    )?
+    .query_row(
+        rusqlite::params![namespace, under, past, digest, repo],
+        |r| r.get(0),
+    )?)
+}

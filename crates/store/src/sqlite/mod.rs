@@ -610,6 +610,45 @@ impl MetadataStore for SqliteMetadataStore {
         self.read(move |c| index::usage(c, max_repositories)).await
     }
 
+    async fn namespace_contains(
+        &self,
+        namespace: &str,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let (namespace, repo) = (namespace.to_string(), repo.to_string());
+        let digest = digest.to_string();
+        self.read(move |c| index::namespace_contains(c, &namespace, &repo, &digest))
+            .await
+    }
+
+    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>> {
+        let namespace = namespace.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT used_bytes FROM quota_tallies WHERE namespace = ?1")?
+                    .query_row([namespace], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(|n| n.max(0) as u64),
+            )
+        })
+        .await
+    }
+
+    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()> {
+        let namespace = namespace.to_string();
+        let used = used_bytes.min(i64::MAX as u64) as i64;
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO quota_tallies (namespace, used_bytes) VALUES (?1, ?2)
+                 ON CONFLICT (namespace) DO UPDATE SET used_bytes = excluded.used_bytes",
+            )?
+            .execute(params![namespace, used])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn namespace_usage(
         &self,
         namespace: &str,

@@ -100,4 +100,12 @@ INSERT OR IGNORE INTO manifest_refs (repo, child, manifest)
     FROM manifests m, json_each(CAST(m.content AS TEXT), '$.manifests') e
    WHERE json_valid(CAST(m.content AS TEXT)) AND json_extract(e.value, '$.digest') IS NOT NULL;
 "#,
+    r#"
+-- Quotas: a running tally of the bytes committed to each namespace under quota, so that a
+-- push checks one row instead of summing the namespace (see `crate::quota`).
+CREATE TABLE quota_tallies (
+    namespace  TEXT PRIMARY KEY,
+    used_bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
