@@ -142,3 +142,27 @@ def test_scrub_refuses_a_store_that_is_not_there(tmp_path):
     r = wharf(None, "scrub", "--data-dir", tmp_path / "nothing")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "cannot open the store" in r.stderr and "no blob store in" in r.stderr, r.stderr
+
+
+def test_replicas_share_one_scheduled_pass_per_interval(tmp_path):
+    """Three replicas on one database, each scheduling scrub and collection every 2 s: the
+    passes that run, counted over both logs, are one per interval between them, not one per
+    replica."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text("[scrub]\ninterval_secs = 2\n[gc]\ninterval_secs = 2\n")
+    url = fresh_postgres_database()
+    servers = [start_wharf(tmp_path / f"r{i}", "--metadata-url", url, config=cfg)
+               for i in range(2)]
+    try:
+        time.sleep(1)  # the second replica's schedule starts a second after the first's
+        servers.append(start_wharf(tmp_path / "r2", "--metadata-url", url, config=cfg))
+        time.sleep(11)
+    finally:
+        for s in servers:
+            s.stop()
+    logs = [s.log_path.read_text() for s in servers]
+    scrubs = sum(log.count("scrub pass done") for log in logs)
+    collections = sum(log.count("garbage collection pass") for log in logs)
+    # some 12 s hold six 2 s intervals; three replicas each on their own would run 15 or more
+    assert 3 <= scrubs <= 8, (scrubs, logs)
+    assert 3 <= collections <= 8, (collections, logs)

@@ -29,6 +29,7 @@ pub mod registry;
 pub mod retention;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod schedule;
 mod schema;
 pub mod scrub;
 pub mod sqlite;

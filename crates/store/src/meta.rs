@@ -135,6 +135,13 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     /// What the registry holds, with at most `max_repositories` repositories named (see
     /// [`crate::Usage`]).
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage>;
+    /// The right to run scheduled pass `name` now, when no other replica runs it.
+    async fn scheduled_pass_lock(&self, _name: &str) -> Result<Option<crate::gc::GcLock>> {
+        Ok(Some(crate::gc::GcLock::local()))
+    }
+    /// When scheduled pass `name` last finished (Unix milliseconds), on any replica.
+    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>>;
+    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()>;
     /// The lock commits to `namespace` hold across replicas while they check its quota and
     /// link (this process's own lock is taken first, by the caller).
     async fn namespace_lock(&self, _namespace: &str) -> Result<crate::gc::GcLock> {

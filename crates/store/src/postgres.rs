@@ -117,6 +117,10 @@ CREATE TABLE quota_tallies (
     namespace  TEXT COLLATE "C" PRIMARY KEY,
     used_bytes BIGINT NOT NULL
 );
+CREATE TABLE scheduled_passes (
+    name        TEXT COLLATE "C" PRIMARY KEY,
+    finished_ms BIGINT NOT NULL
+);
 "#,
 ];
 
@@ -634,6 +638,31 @@ impl MetadataStore for PostgresMetadataStore {
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
         let mut c = self.pool.get().await?;
         postgres_index::usage(&mut c, max_repositories).await
+    }
+
+    async fn scheduled_pass_lock(&self, name: &str) -> Result<Option<crate::gc::GcLock>> {
+        postgres_gc::scheduled_pass_lock(&self.pool, name).await
+    }
+
+    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT finished_ms FROM scheduled_passes WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO scheduled_passes (name, finished_ms) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET finished_ms = EXCLUDED.finished_ms",
+            &[&name, &at],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn namespace_lock(&self, namespace: &str) -> Result<crate::gc::GcLock> {

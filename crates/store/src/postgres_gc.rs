@@ -176,6 +176,15 @@ pub(crate) async fn pass_lock(pool: &Pool) -> Result<Option<GcLock>> {
         .map(|c| GcLock::new(move || Box::pin(unlock(c, PASS)))))
 }
 
+/// The lock of a scheduled pass (`scrub`, `gc`) across replicas, when free.
+pub(crate) async fn scheduled_pass_lock(pool: &Pool, name: &str) -> Result<Option<GcLock>> {
+    let hash = Digest::sha256_of(format!("wharf scheduled pass {name}").as_bytes());
+    let key = i64::from_str_radix(&hash.hex()[..15], 16).expect("hex digits");
+    Ok(session_lock(pool, key)
+        .await?
+        .map(|c| GcLock::new(move || Box::pin(unlock(c, key)))))
+}
+
 /// How long a quota commit tries for its namespace's lock before giving up.
 const NAMESPACE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 

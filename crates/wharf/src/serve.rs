@@ -325,7 +325,7 @@ async fn serve(s: Settings) -> Result<(), String> {
 }
 
 /// Runs a collection pass every `every`, the first one interval after start. With replicas,
-/// each tries; one at a time gets to run.
+/// each tries, and one pass runs per interval among them.
 async fn gc_on_schedule(
     registry: std::sync::Arc<wharf_store::Registry>,
     metrics: Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
@@ -340,12 +340,20 @@ async fn gc_on_schedule(
     loop {
         tokio::time::sleep(every).await;
         // Logged and counted inside; a failed pass is tried again at the next interval.
-        let _ = wharf_server::gc::pass(&registry, metrics.as_deref(), &opts).await;
+        let ran = registry
+            .scheduled_pass("gc", every, || {
+                wharf_server::gc::pass(&registry, metrics.as_deref(), &opts)
+            })
+            .await;
+        if let Ok(None) = ran {
+            tracing::debug!("garbage collection: another replica's pass ran this interval");
+        }
     }
 }
 
-/// Scrubs every `every`, the first pass one interval after start; damage is logged blob by
-/// blob and counted in the metrics as it is found.
+/// Scrubs every `every`, the first pass one interval after start (with replicas, one pass
+/// per interval among them); damage is logged blob by blob and counted in the metrics as it
+/// is found.
 async fn scrub_on_schedule(
     registry: std::sync::Arc<wharf_store::Registry>,
     metrics: Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
@@ -355,25 +363,35 @@ async fn scrub_on_schedule(
     loop {
         tokio::time::sleep(every).await;
         let started = std::time::Instant::now();
-        let pass = registry
-            .scrub(quarantine, |digest, size, condition| {
-                if let Some(m) = &metrics {
-                    let read = if *condition == wharf_store::BlobCondition::Missing {
-                        0
-                    } else {
-                        size
-                    };
-                    m.scrubbed(condition.as_str(), read);
-                }
-                if *condition != wharf_store::BlobCondition::Intact {
-                    tracing::warn!(
-                        event = "scrub_damage",
-                        "{}",
-                        crate::scrub::describe(digest, size, condition)
-                    );
-                }
+        let scheduled = registry
+            .scheduled_pass("scrub", every, || {
+                registry.scrub(quarantine, |digest, size, condition| {
+                    if let Some(m) = &metrics {
+                        let read = if *condition == wharf_store::BlobCondition::Missing {
+                            0
+                        } else {
+                            size
+                        };
+                        m.scrubbed(condition.as_str(), read);
+                    }
+                    if *condition != wharf_store::BlobCondition::Intact {
+                        tracing::warn!(
+                            event = "scrub_damage",
+                            "{}",
+                            crate::scrub::describe(digest, size, condition)
+                        );
+                    }
+                })
             })
             .await;
+        let pass = match scheduled {
+            Ok(Some(pass)) => pass,
+            Ok(None) => {
+                tracing::debug!("scrub: another replica's pass ran this interval");
+                continue;
+            }
+            Err(e) => Err(e),
+        };
         if let Some(m) = &metrics {
             m.scrub_finished(pass.is_ok());
         }

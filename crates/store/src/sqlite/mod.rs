@@ -622,6 +622,31 @@ impl MetadataStore for SqliteMetadataStore {
             .await
     }
 
+    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT finished_ms FROM scheduled_passes WHERE name = ?1")?
+                    .query_row([name], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO scheduled_passes (name, finished_ms) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET finished_ms = excluded.finished_ms",
+            )?
+            .execute(params![name, at])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>> {
         let namespace = namespace.to_string();
         self.read(move |c| {

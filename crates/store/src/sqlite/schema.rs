@@ -107,5 +107,11 @@ CREATE TABLE quota_tallies (
     namespace  TEXT PRIMARY KEY,
     used_bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- When each scheduled pass (scrub, collection) last finished, so that replicas sharing the
+-- database run one per interval between them, not one each.
+CREATE TABLE scheduled_passes (
+    name        TEXT PRIMARY KEY,
+    finished_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
