@@ -139,9 +139,10 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
     async fn scheduled_pass_lock(&self, _name: &str) -> Result<Option<crate::gc::GcLock>> {
         Ok(Some(crate::gc::GcLock::local()))
     }
-    /// When scheduled pass `name` last finished (Unix milliseconds), on any replica.
-    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>>;
-    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()>;
+    /// A number the registry keeps for itself under `key` (a quota's tally, when a
+    /// scheduled pass last finished), shared by every replica.
+    async fn state_get(&self, key: &str) -> Result<Option<i64>>;
+    async fn state_set(&self, key: &str, value: i64) -> Result<()>;
     /// The lock commits to `namespace` hold across replicas while they check its quota and
     /// link (this process's own lock is taken first, by the caller).
     async fn namespace_lock(&self, _namespace: &str) -> Result<crate::gc::GcLock> {
@@ -154,9 +155,6 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
         repo: &str,
         digest: &Digest,
     ) -> Result<bool>;
-    /// The bytes committed to `namespace` as its quota tally keeps them (`None`: no tally).
-    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>>;
-    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()>;
     /// What `namespace` (a repository and everything under it) holds, and whether it links
     /// `digest` already.
     async fn namespace_usage(

@@ -113,13 +113,9 @@ INSERT INTO manifest_refs (repo, child, manifest)
 ON CONFLICT DO NOTHING;
 "#,
     r#"
-CREATE TABLE quota_tallies (
-    namespace  TEXT COLLATE "C" PRIMARY KEY,
-    used_bytes BIGINT NOT NULL
-);
-CREATE TABLE scheduled_passes (
-    name        TEXT COLLATE "C" PRIMARY KEY,
-    finished_ms BIGINT NOT NULL
+CREATE TABLE registry_state (
+    key   TEXT COLLATE "C" PRIMARY KEY,
+    value BIGINT NOT NULL
 );
 "#,
 ];
@@ -644,24 +640,23 @@ impl MetadataStore for PostgresMetadataStore {
         postgres_gc::scheduled_pass_lock(&self.pool, name).await
     }
 
-    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>> {
+    async fn state_get(&self, key: &str) -> Result<Option<i64>> {
         let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT finished_ms FROM scheduled_passes WHERE name = $1",
-            &[&name],
-        )
-        .await?
-        .map(|r| r.get(0)))
+        let st = c
+            .prepare_cached("SELECT value FROM registry_state WHERE key = $1")
+            .await?;
+        Ok(c.query_opt(&st, &[&key]).await?.map(|r| r.get(0)))
     }
 
-    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()> {
+    async fn state_set(&self, key: &str, value: i64) -> Result<()> {
         let c = self.pool.get().await?;
-        c.execute(
-            "INSERT INTO scheduled_passes (name, finished_ms) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET finished_ms = EXCLUDED.finished_ms",
-            &[&name, &at],
-        )
-        .await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO registry_state (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .await?;
+        c.execute(&st, &[&key, &value]).await?;
         Ok(())
     }
 
@@ -677,28 +672,6 @@ impl MetadataStore for PostgresMetadataStore {
     ) -> Result<bool> {
         let c = self.pool.get().await?;
         postgres_index::namespace_contains(&c, namespace, repo, &digest.to_string()).await
-    }
-
-    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>> {
-        let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT used_bytes FROM quota_tallies WHERE namespace = $1",
-            &[&namespace],
-        )
-        .await?
-        .map(|r| r.get::<_, i64>(0).max(0) as u64))
-    }
-
-    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()> {
-        let c = self.pool.get().await?;
-        let used = used_bytes.min(i64::MAX as u64) as i64;
-        c.execute(
-            "INSERT INTO quota_tallies (namespace, used_bytes) VALUES ($1, $2)
-             ON CONFLICT (namespace) DO UPDATE SET used_bytes = EXCLUDED.used_bytes",
-            &[&namespace, &used],
-        )
-        .await?;
-        Ok(())
     }
 
     async fn namespace_usage(

@@ -55,6 +55,10 @@ pub fn quotas_for<'q>(quotas: &'q [Quota], repo: &str) -> Vec<&'q Quota> {
     found
 }
 
+fn clamp(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
 /// Bytes in whole units, for messages.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -155,7 +159,8 @@ impl Registry {
             }
         }
         let fits = |used: u64| used.saturating_add(adding) <= quota.limit_bytes;
-        let tally = self.meta.quota_tally(ns).await?;
+        let key = format!("quota-tally/{ns}");
+        let tally = self.meta.state_get(&key).await?.map(|n| n.max(0) as u64);
         let used = match tally {
             Some(t) if fits(t) => t,
             _ => {
@@ -163,7 +168,7 @@ impl Registry {
                 // Only a commit, holding the lock, may write the tally: a correction
                 // written beside a commit could drop the commit's bytes from it.
                 if commit && tally != Some(exact) {
-                    self.meta.quota_tally_set(ns, exact).await?;
+                    self.meta.state_set(&key, clamp(exact)).await?;
                 }
                 exact
             }
@@ -177,7 +182,7 @@ impl Registry {
             )));
         }
         if commit {
-            self.meta.quota_tally_set(ns, used + adding).await?;
+            self.meta.state_set(&key, clamp(used + adding)).await?;
         }
         Ok(())
     }

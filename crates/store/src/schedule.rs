@@ -26,13 +26,14 @@ impl Registry {
         // A tenth of the interval's slack: this replica's own previous pass ended one sleep
         // ago, no more.
         let recent = (every.as_millis() - every.as_millis() / 10) as i64;
-        let last = self.meta.scheduled_pass_finished_at(name).await?;
+        let key = format!("pass-finished-ms/{name}");
+        let last = self.meta.state_get(&key).await?;
         if last.is_some_and(|at| now_ms() - at < recent) {
             lock.release().await;
             return Ok(None);
         }
         let out = pass().await;
-        let recorded = self.meta.scheduled_pass_done(name, now_ms()).await;
+        let recorded = self.meta.state_set(&key, now_ms()).await;
         lock.release().await;
         recorded.map(|()| Some(out))
     }

@@ -622,53 +622,26 @@ impl MetadataStore for SqliteMetadataStore {
             .await
     }
 
-    async fn scheduled_pass_finished_at(&self, name: &str) -> Result<Option<i64>> {
-        let name = name.to_string();
+    async fn state_get(&self, key: &str) -> Result<Option<i64>> {
+        let key = key.to_string();
         self.read(move |c| {
             Ok(
-                c.prepare_cached("SELECT finished_ms FROM scheduled_passes WHERE name = ?1")?
-                    .query_row([name], |r| r.get(0))
+                c.prepare_cached("SELECT value FROM registry_state WHERE key = ?1")?
+                    .query_row([key], |r| r.get(0))
                     .optional()?,
             )
         })
         .await
     }
 
-    async fn scheduled_pass_done(&self, name: &str, at: i64) -> Result<()> {
-        let name = name.to_string();
+    async fn state_set(&self, key: &str, value: i64) -> Result<()> {
+        let key = key.to_string();
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO scheduled_passes (name, finished_ms) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET finished_ms = excluded.finished_ms",
+                "INSERT INTO registry_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
-            .execute(params![name, at])?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn quota_tally(&self, namespace: &str) -> Result<Option<u64>> {
-        let namespace = namespace.to_string();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT used_bytes FROM quota_tallies WHERE namespace = ?1")?
-                    .query_row([namespace], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .map(|n| n.max(0) as u64),
-            )
-        })
-        .await
-    }
-
-    async fn quota_tally_set(&self, namespace: &str, used_bytes: u64) -> Result<()> {
-        let namespace = namespace.to_string();
-        let used = used_bytes.min(i64::MAX as u64) as i64;
-        self.write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO quota_tallies (namespace, used_bytes) VALUES (?1, ?2)
-                 ON CONFLICT (namespace) DO UPDATE SET used_bytes = excluded.used_bytes",
-            )?
-            .execute(params![namespace, used])?;
+            .execute(params![key, value])?;
             Ok(())
         })
         .await

@@ -101,17 +101,13 @@ INSERT OR IGNORE INTO manifest_refs (repo, child, manifest)
    WHERE json_valid(CAST(m.content AS TEXT)) AND json_extract(e.value, '$.digest') IS NOT NULL;
 "#,
     r#"
--- Quotas: a running tally of the bytes committed to each namespace under quota, so that a
--- push checks one row instead of summing the namespace (see `crate::quota`).
-CREATE TABLE quota_tallies (
-    namespace  TEXT PRIMARY KEY,
-    used_bytes INTEGER NOT NULL
-) WITHOUT ROWID;
--- When each scheduled pass (scrub, collection) last finished, so that replicas sharing the
--- database run one per interval between them, not one each.
-CREATE TABLE scheduled_passes (
-    name        TEXT PRIMARY KEY,
-    finished_ms INTEGER NOT NULL
+-- Numbers the registry keeps for itself, by key: each quota's running tally of the bytes
+-- committed to its namespace (a push checks one row instead of summing the namespace; see
+-- `crate::quota`), and when each scheduled pass last finished, so that replicas sharing the
+-- database run one per interval between them (see `crate::schedule`).
+CREATE TABLE registry_state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
 ];
