@@ -6,6 +6,7 @@ it sent a sane one) and on every log line of that request, one access-log line p
 import json
 import re
 import shutil
+import time
 
 import requests
 
@@ -78,9 +79,15 @@ def test_json_logs(tmp_path):
         r = requests.put(f"{s.url}/v2/a/manifests/v1", data=b"{}",
                          headers={"content-type": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 400
-        lines = [json.loads(l) for l in s.log_path.read_text().splitlines() if l.strip()]
-        access = [l for l in lines if l["target"] == "wharf::access"
-                  and l["fields"]["method"] == "PUT"]
+        # lines reach the file from a writer thread of their own: a moment after the answer
+        deadline = time.time() + 10
+        while True:
+            lines = [json.loads(l) for l in s.log_path.read_text().splitlines() if l.strip()]
+            access = [l for l in lines if l["target"] == "wharf::access"
+                      and l["fields"]["method"] == "PUT"]
+            if access or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert len(access) == 1
         f = access[0]["fields"]
         assert (f["route"], f["repository"], f["status"], f["bytes_in"], f["user"]) == (
