@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import OCI_MANIFEST, assert_config_refused, sha256, start_wharf
+from conftest import OCI_MANIFEST, assert_config_refused, sha256, start_wharf, wait_for_log
 from oci_layout import write_layout
 from test_auth import users_config
 
@@ -221,8 +221,8 @@ def test_failed_deliveries_are_retried_and_counted(tmp_path, receiver):
         assert metric(s, "wharf_webhook_attempt_failures_total", endpoint="flaky") == 2
         assert metric(s, "wharf_webhook_deliveries_total", endpoint="flaky",
                       result="delivered") == 1
-        assert "webhook events not delivered: the endpoint answered 503" in \
-            s.log_path.read_text()
+        wait_for_log(s.log_path, "webhook events not delivered: the endpoint answered 503",
+                     s.proc)
     finally:
         s.stop()
 
@@ -246,7 +246,7 @@ def test_an_endpoint_that_hangs_never_slows_pushes(tmp_path):
         # the first) in flight, two queued, the rest dropped
         assert metric(s, "wharf_webhook_queue_length", endpoint="hang") == 2
         assert metric(s, "wharf_webhook_dropped_total", endpoint="hang") in (6, 7)
-        assert "webhook queue full: event dropped" in s.log_path.read_text()
+        wait_for_log(s.log_path, "webhook queue full: event dropped", s.proc)
     finally:
         s.stop()
         hang.close()
