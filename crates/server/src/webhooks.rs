@@ -52,8 +52,8 @@ impl Action {
     }
 }
 
-/// One configured endpoint.
-#[derive(Debug, Clone)]
+/// One configured endpoint. Its `Debug` leaves out header values, which hold credentials.
+#[derive(Clone)]
 pub struct Endpoint {
     pub name: String,
     pub url: url::Url,
@@ -70,6 +70,18 @@ pub struct Endpoint {
     pub backoff: Duration,
     /// Events waiting at most; more are dropped.
     pub queue: usize,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("headers", &headers)
+            .field("actions", &self.actions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
