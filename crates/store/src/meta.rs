@@ -155,13 +155,9 @@ pub trait MetadataStore: crate::gc::GcStore + Send + Sync + 'static {
         repo: &str,
         digest: &Digest,
     ) -> Result<bool>;
-    /// What `namespace` (a repository and everything under it) holds, and whether it links
-    /// `digest` already.
-    async fn namespace_usage(
-        &self,
-        namespace: &str,
-        digest: Option<&Digest>,
-    ) -> Result<crate::quota::NamespaceUsage>;
+    /// The bytes `namespace` (a repository and everything under it) holds, each blob and
+    /// manifest once.
+    async fn namespace_usage(&self, namespace: &str) -> Result<u64>;
 }
 
 /// Seconds since the epoch: the databases' timestamps.

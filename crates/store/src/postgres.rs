@@ -674,13 +674,9 @@ impl MetadataStore for PostgresMetadataStore {
         postgres_index::namespace_contains(&c, namespace, repo, &digest.to_string()).await
     }
 
-    async fn namespace_usage(
-        &self,
-        namespace: &str,
-        digest: Option<&Digest>,
-    ) -> Result<crate::quota::NamespaceUsage> {
+    async fn namespace_usage(&self, namespace: &str) -> Result<u64> {
         let c = self.pool.get().await?;
-        postgres_index::namespace_usage(&c, namespace, digest).await
+        postgres_index::namespace_usage(&c, namespace).await
     }
 
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

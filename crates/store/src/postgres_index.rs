@@ -183,34 +183,21 @@ pub(crate) async fn usage(c: &mut Object, max_repositories: usize) -> Result<Usa
     })
 }
 
-/// What a namespace holds (see `crate::quota`). `starts_with`, not a range: under the
-/// database's collation names need not sort bytewise.
-pub(crate) async fn namespace_usage(
-    c: &Object,
-    namespace: &str,
-    digest: Option<&wharf_oci::Digest>,
-) -> Result<crate::quota::NamespaceUsage> {
+/// The bytes a namespace holds, each blob and manifest once (see `crate::quota`).
+/// `starts_with`, not a range: under the database's collation names need not sort bytewise.
+pub(crate) async fn namespace_usage(c: &Object, namespace: &str) -> Result<u64> {
     let under = format!("{namespace}/");
-    let digest = digest.map(|d| d.to_string());
     let row = c
         .query_one(
             "SELECT
                (SELECT COALESCE(SUM(size), 0)::BIGINT FROM (SELECT MAX(size) AS size FROM blobs
                   WHERE repo = $1 OR starts_with(repo, $2) GROUP BY digest) b)
              + (SELECT COALESCE(SUM(size), 0)::BIGINT FROM (SELECT MAX(size) AS size FROM manifests
-                  WHERE repo = $1 OR starts_with(repo, $2) GROUP BY digest) m),
-               $3::TEXT IS NOT NULL AND (
-                 EXISTS (SELECT 1 FROM blobs
-                          WHERE digest = $3 AND (repo = $1 OR starts_with(repo, $2)))
-                 OR EXISTS (SELECT 1 FROM manifests
-                          WHERE digest = $3 AND (repo = $1 OR starts_with(repo, $2))))",
-            &[&namespace, &under, &digest],
+                  WHERE repo = $1 OR starts_with(repo, $2) GROUP BY digest) m)",
+            &[&namespace, &under],
         )
         .await?;
-    Ok(crate::quota::NamespaceUsage {
-        used_bytes: row.get::<_, i64>(0).max(0) as u64,
-        has_blob: row.get(1),
-    })
+    Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
 /// Whether the namespace holds blob `digest`, or `repo` holds manifest `digest`.

@@ -21,14 +21,6 @@ pub struct Quota {
     pub limit_bytes: u64,
 }
 
-/// What a namespace holds, and whether some content (a blob or a manifest) is already
-/// among it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NamespaceUsage {
-    pub used_bytes: u64,
-    pub has_blob: bool,
-}
-
 /// A quota's standing, as `wharf admin usage` and the metrics report it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,7 +156,7 @@ impl Registry {
         let used = match tally {
             Some(t) if fits(t) => t,
             _ => {
-                let exact = self.meta.namespace_usage(ns, None).await?.used_bytes;
+                let exact = self.meta.namespace_usage(ns).await?;
                 // Only a commit, holding the lock, may write the tally: a correction
                 // written beside a commit could drop the commit's bytes from it.
                 if commit && tally != Some(exact) {
@@ -197,10 +189,9 @@ impl Registry {
 pub async fn usage_of(meta: &dyn MetadataStore, quotas: &[Quota]) -> Result<Vec<QuotaUsage>> {
     let mut out = Vec::new();
     for q in quotas {
-        let usage = meta.namespace_usage(&q.namespace, None).await?;
         out.push(QuotaUsage {
             namespace: q.namespace.clone(),
-            used_bytes: usage.used_bytes,
+            used_bytes: meta.namespace_usage(&q.namespace).await?,
             limit_bytes: q.limit_bytes,
         });
     }

@@ -189,34 +189,21 @@ pub(super) fn usage(c: &Connection, max_repositories: usize) -> Result<Usage> {
     })
 }
 
-/// What a namespace holds (see `crate::quota`). Names sort bytewise here, so `ns/` up to
-/// `ns0` (the byte after `/`) is exactly what lies under `ns/`, read off the primary keys.
-pub(super) fn namespace_usage(
-    c: &Connection,
-    namespace: &str,
-    digest: Option<&str>,
-) -> Result<crate::quota::NamespaceUsage> {
+/// The bytes a namespace holds, each blob and manifest once (see `crate::quota`). Names sort
+/// bytewise here, so `ns/` up to `ns0` (the byte after `/`) is exactly what lies under
+/// `ns/`, read off the primary keys.
+pub(super) fn namespace_usage(c: &Connection, namespace: &str) -> Result<u64> {
     let (under, past) = (format!("{namespace}/"), format!("{namespace}0"));
-    let (used, has): (i64, bool) = c
+    let used: i64 = c
         .prepare_cached(
             "SELECT
                (SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM blobs
                   WHERE repo = ?1 OR (repo >= ?2 AND repo < ?3) GROUP BY digest))
              + (SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM manifests
-                  WHERE repo = ?1 OR (repo >= ?2 AND repo < ?3) GROUP BY digest)),
-               ?4 IS NOT NULL AND (
-                 EXISTS (SELECT 1 FROM blobs
-                          WHERE digest = ?4 AND (repo = ?1 OR (repo >= ?2 AND repo < ?3)))
-                 OR EXISTS (SELECT 1 FROM manifests
-                          WHERE digest = ?4 AND (repo = ?1 OR (repo >= ?2 AND repo < ?3))))",
+                  WHERE repo = ?1 OR (repo >= ?2 AND repo < ?3) GROUP BY digest))",
         )?
-        .query_row(rusqlite::params![namespace, under, past, digest], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    Ok(crate::quota::NamespaceUsage {
-        used_bytes: used.max(0) as u64,
-        has_blob: has,
-    })
+        .query_row(rusqlite::params![namespace, under, past], |r| r.get(0))?;
+    Ok(used.max(0) as u64)
 }
 
 /// Whether the namespace holds blob `digest` (by the blobs' digest index: a namespace may

@@ -647,14 +647,9 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
-    async fn namespace_usage(
-        &self,
-        namespace: &str,
-        digest: Option<&Digest>,
-    ) -> Result<crate::quota::NamespaceUsage> {
+    async fn namespace_usage(&self, namespace: &str) -> Result<u64> {
         let namespace = namespace.to_string();
-        let digest = digest.map(|d| d.to_string());
-        self.read(move |c| index::namespace_usage(c, &namespace, digest.as_deref()))
+        self.read(move |c| index::namespace_usage(c, &namespace))
             .await
     }
 
