@@ -212,3 +212,12 @@ def update_json(path, key, value):
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = value
     path.write_text(json.dumps(data, indent=2))
+
+
+def print_median_table(runs):
+    """Prints, per build, the median round (by ops/s) of `runs` ({build: [wrk results]}) as
+    the Markdown table bench/RESULTS.md carries."""
+    print("| build | ops/s | p99 (ms) | server CPU per op (ms) |\n| --- | ---: | ---: | ---: |")
+    for name, rs in runs.items():
+        m = sorted(rs, key=lambda r: r["ops_s"])[len(rs) // 2]
+        print(f"| {name} | {m['ops_s']:,.0f} | {m['p99_ms']:.2f} | {m['cpu_ms_per_op']:.3f} |")

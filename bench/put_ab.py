@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 import conftest  # noqa: E402
-from common import push_small_image, wrk  # noqa: E402
+from common import print_median_table, push_small_image, wrk  # noqa: E402
 
 
 class Ok(BaseHTTPRequestHandler):
@@ -66,10 +66,7 @@ def main(before, after, rounds=4, seconds=5):
                 s.stop()
             shutil.rmtree(data, ignore_errors=True)
     receiver.shutdown()
-    print("| build | ops/s | p99 (ms) | server CPU per op (ms) |\n| --- | ---: | ---: | ---: |")
-    for name, rs in runs.items():
-        m = sorted(rs, key=lambda r: r["ops_s"])[len(rs) // 2]
-        print(f"| {name} | {m['ops_s']:,.0f} | {m['p99_ms']:.2f} | {m['cpu_ms_per_op']:.3f} |")
+    print_median_table(runs)
 
 
 if __name__ == "__main__":
