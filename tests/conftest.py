@@ -70,6 +70,18 @@ class Server:
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
 
+    def wait_log(self, *needles, timeout=10):
+        """The log once it holds every needle. Lines about a request are written as its
+        response goes out, so a client can see the answer before the log says it."""
+        deadline = time.time() + timeout
+        while True:
+            text = self.log()
+            if all(n in text for n in needles):
+                return text
+            if time.time() > deadline:
+                raise AssertionError(f"no {needles!r} in the log within {timeout}s:\n{text}")
+            time.sleep(0.05)
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

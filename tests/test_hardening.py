@@ -126,7 +126,7 @@ def test_a_blob_whose_bytes_are_gone_is_not_served(tmp_path, damage):
             assert r.status_code == 404, (method, r.status_code)
             if method == "GET":
                 assert error_code(r) == "BLOB_UNKNOWN"
-        assert "blob_missing" in s.log() and d in s.log()
+        s.wait_log("blob_missing", d)
         # Not mounted elsewhere either: the client is asked to upload it.
         r = s("POST", "/v2/fault/other/blobs/uploads/", params={"mount": d, "from": "fault/app"})
         assert r.status_code == 202
@@ -279,7 +279,7 @@ def test_beyond_the_connection_cap_new_connections_wait(tmp_path):
         held.pop().close()
         waiting.settimeout(10)
         assert waiting.recv(4096).startswith(b"HTTP/1.1 200")
-        assert "connection limit reached" in s.log()
+        s.wait_log("connection limit reached")
         waiting.close()
     finally:
         for c in held:
@@ -542,7 +542,8 @@ def test_storage_turning_read_only_refuses_writes_and_keeps_serving(small_disk):
             assert r.status_code == 200 and sha256(r.content) == layer
             r = s("GET", "/v2/ro/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
             assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == digest
-            assert s.proc.poll() is None and "read-only" in s.log()
+            assert s.proc.poll() is None
+            s.wait_log("read-only")
         finally:
             subprocess.run(["mount", "-o", "remount,rw", str(small_disk.path)], check=True)
         assert s("POST", "/v2/ro/app/blobs/uploads/").status_code == 202

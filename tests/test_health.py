@@ -59,7 +59,7 @@ def test_request_ids_and_the_access_log(tmp_path, tool_env):
         env = dict(tool_env, WHARF_USERNAME="alice", WHARF_PASSWORD="alice-pw")
         subprocess.run([str(WHARF), "push", f"{s.host}/team/app:v1", "f.txt"], cwd=tmp_path,
                        env=env, check=True, capture_output=True)
-        log = s.log_path.read_text()
+        log = s.wait_log('method=PUT route="manifest" repository="team/app" status=201')
         # each line of a request carries its id
         assert re.search(r'request\{id=trace-42\}.*wharf::access: access method=GET '
                          r'route="manifest" repository="team/app" status=', log), log

@@ -92,7 +92,7 @@ def test_unsigned_is_refused_and_signed_is_served(guarded, env, tmp_path):
     # the signatures removed: refused again
     wharf(env, "untag", f"{s.host}/prod/app:{sig_tag}")
     assert get(s, "prod/app", "v1").status_code == 403
-    assert "pull_denied" in s.log()
+    s.wait_log("pull_denied")
 
 
 def test_attestation_rules_and_client_side_policy(guarded, env, tmp_path):

@@ -112,7 +112,7 @@ actions = ["pull", "push"]
         while served_cert_cn(port, ca_path) != "second":
             assert time.time() < deadline, "the new certificate was not picked up"
             time.sleep(0.3)
-        assert "reloaded the TLS certificate" in s.log()
+        s.wait_log("reloaded the TLS certificate")
         # a broken renewal keeps the working certificate
         key_path.write_text("not a key")
         deadline = time.time() + 15
