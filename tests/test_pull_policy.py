@@ -7,11 +7,12 @@ registry; the decision follows signatures as they are added and removed. `wharf 
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
-from conftest import (OCI_MANIFEST, WHARF, assert_config_refused, error_code, go_tool, run_wharf,
-                      start_wharf)
+from conftest import (OCI_MANIFEST, WHARF, assert_config_refused, error_code,
+                      fresh_postgres_database, go_tool, run_wharf, s3_env, start_wharf)
 
 POLICY = """
 [[rules]]
@@ -134,3 +135,37 @@ def test_a_bad_policy_file_stops_the_server(tmp_path, env):
         assert r.stderr.strip().count("\n") == 0, r.stderr
     assert_config_refused(tmp_path, [(f'pull_policy = "{tmp_path}/no-keys.toml"\n',
                                       "names no keys")])
+
+
+def test_a_signature_written_through_another_replica_is_seen(tmp_path, env):
+    """Replicas cache decisions per digest; one replica's cached refusal gives way once a
+    signature arrives through another (at the next recheck of the evidence), and its cached
+    approval ends once the signature is removed there."""
+    shared = {**s3_env(), "WHARF_METADATA_URL": fresh_postgres_database()}
+    wharf(env, "key", "generate", "--output-key-prefix", "prod", cwd=tmp_path)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    a, b = (start_wharf(tmp_path / f"r{i}", "--pull-policy", tmp_path / "policy.toml",
+                        env=shared) for i in range(2))
+    try:
+        digest = push(env, b, tmp_path, "prod/app:v1")
+        for _ in range(3):  # cached on a
+            assert get(a, "prod/app", "v1").status_code == 403
+        wharf(env, "sign", "--key", "prod.key", "-a", "env=prod", f"{b.host}/prod/app:v1",
+              cwd=tmp_path)
+        assert get(b, "prod/app", "v1").status_code == 200  # b's own write: at once
+
+        def settles_on(server, status):
+            deadline = time.time() + 15  # the recheck interval is 5 s
+            while (r := get(server, "prod/app", "v1")).status_code != status:
+                assert time.time() < deadline, (r.status_code, r.text)
+                time.sleep(0.25)
+            return r
+
+        r = settles_on(a, 200)
+        assert r.headers["Docker-Content-Digest"] == digest
+        wharf(env, "untag", f"{b.host}/prod/app:sha256-{digest.split(':')[1]}.sig")
+        assert get(b, "prod/app", "v1").status_code == 403
+        settles_on(a, 403)
+    finally:
+        a.stop()
+        b.stop()
