@@ -137,31 +137,38 @@ impl Body {
 
 /// A registry client; cheap to share behind an `Arc`, safe to use from many tasks.
 ///
-/// The operations a CLI user has are methods here; a registry at `localhost:5000` is
-/// assumed (`wharf serve` starts one):
+/// The operations a CLI user has are methods here. The example starts a registry of its own
+/// (`wharf serve` runs one for people); `host` is its `host:port`:
 ///
-/// ```no_run
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let registry = wharf_server::LocalRegistry::start(&dir.path().join("registry")).await?;
+/// # let host = registry.host();
+/// # std::fs::write(dir.path().join("app.yaml"), "replicas: 3\n")?;
+/// # let (app_yaml, out) = (dir.path().join("app.yaml"), dir.path().join("out"));
 /// use std::sync::Arc;
 /// use wharf_client::artifact::{PushFile, PushRequest};
 /// use wharf_client::copy::CopyOptions;
 /// use wharf_client::pull::PullOptions;
 /// use wharf_client::{Client, ClientOptions, NoProgress, Reference, SharedProgress};
-/// # async fn demo() -> wharf_client::Result<()> {
+///
 /// let client = Client::new(ClientOptions::default())?;
 /// let quiet: SharedProgress = Arc::new(NoProgress);
-/// let r: Reference = "localhost:5000/team/config:v1".parse()?;
+/// let r: Reference = format!("{host}/team/config:v1").parse()?;
 /// // push a file as an artifact, under two tags
-/// let req = PushRequest {
-///     files: vec![PushFile { path: "app.yaml".into(), media_type: None, annotations: Default::default() }],
-///     ..PushRequest::default()
-/// };
+/// let file = PushFile { path: app_yaml, media_type: None, annotations: Default::default() };
+/// let req = PushRequest { files: vec![file], ..PushRequest::default() };
 /// let pushed = client.push_artifact(&r, &["v1".into(), "stable".into()], req, &quiet).await?;
 /// // pull it back (charts, Flux bundles and, with `unpack`, images too)
-/// client.pull(&r, "out".as_ref(), &PullOptions::default(), &quiet).await?;
+/// client.pull(&r, &out, &PullOptions::default(), &quiet).await?;
+/// assert_eq!(std::fs::read_to_string(out.join("app.yaml"))?, "replicas: 3\n");
 /// // copy with referrers, remove a tag, delete by digest
-/// let prod: Reference = "localhost:5000/prod/config:v1".parse()?;
+/// let prod: Reference = format!("{host}/prod/config:v1").parse()?;
 /// client.copy(&r, &prod, &CopyOptions { referrers: true, platform: None }, &quiet).await?;
 /// client.untag(&r.with_tag("stable")?).await?;
+/// assert_eq!(client.tags(&r).await?, ["v1"]);
 /// client.delete_manifest(&r.with_digest(pushed.digest)).await?;
 /// # Ok(()) }
 /// ```

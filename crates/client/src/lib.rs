@@ -4,12 +4,27 @@
 //! artifact push and pull, and copies between registries. The `wharf` CLI is a thin layer
 //! over this crate.
 //!
-//! ```no_run
-//! # async fn demo() -> wharf_client::Result<()> {
-//! use wharf_client::{Client, ClientOptions, Reference};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let registry = wharf_server::LocalRegistry::start(&dir.path().join("registry")).await?;
+//! # let host = registry.host(); // a registry of the example's own; any `host[:port]` does
+//! # std::fs::write(dir.path().join("app.yaml"), "replicas: 3\n")?;
+//! # let app_yaml = dir.path().join("app.yaml");
+//! use std::sync::Arc;
+//! use wharf_client::artifact::{PushFile, PushRequest};
+//! use wharf_client::{Client, ClientOptions, NoProgress, Reference, SharedProgress};
+//!
 //! let client = Client::new(ClientOptions::default())?;
-//! let r: Reference = "localhost:5000/team/app:v1".parse()?;
+//! let quiet: SharedProgress = Arc::new(NoProgress);
+//! let r: Reference = format!("{host}/team/app:v1").parse()?;
+//! let file = PushFile { path: app_yaml, media_type: None, annotations: Default::default() };
+//! let req = PushRequest { files: vec![file], ..PushRequest::default() };
+//! let pushed = client.push_artifact(&r, &["v1".into()], req, &quiet).await?;
+//!
 //! let (descriptor, manifest_bytes) = client.manifest(&r).await?;
+//! assert_eq!(descriptor.digest, pushed.digest);
 //! println!("{} is {} bytes", descriptor.digest, manifest_bytes.len());
 //! # Ok(()) }
 //! ```

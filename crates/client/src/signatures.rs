@@ -1,6 +1,41 @@
 //! Cosign signatures in a registry: written where cosign writes them (the `sha256-<hex>.sig`
 //! tag, one simple-signing layer per signature, appended to those already there; or, on
 //! request, an OCI 1.1 referrer), and found in both places for verification.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let registry = wharf_server::LocalRegistry::start(&dir.path().join("registry")).await?;
+//! # let host = registry.host();
+//! # std::fs::write(dir.path().join("app.yaml"), "replicas: 3\n")?;
+//! # let app_yaml = dir.path().join("app.yaml");
+//! # use std::sync::Arc;
+//! # use wharf_client::artifact::{PushFile, PushRequest};
+//! # use wharf_client::{Client, ClientOptions, NoProgress, SharedProgress};
+//! # let client = Client::new(ClientOptions::default())?;
+//! # let quiet: SharedProgress = Arc::new(NoProgress);
+//! # let file = PushFile { path: app_yaml, media_type: None, annotations: Default::default() };
+//! # let req = PushRequest { files: vec![file], ..PushRequest::default() };
+//! # let r: wharf_client::Reference = format!("{host}/team/app:v1").parse()?;
+//! # client.push_artifact(&r, &["v1".into()], req, &quiet).await?;
+//! use std::collections::BTreeMap;
+//! use wharf_client::signatures::Storage;
+//! use wharf_sign::PrivateKey;
+//!
+//! // a key of cosign's kind; `PrivateKey::from_pem` reads `cosign.key` files
+//! let key = PrivateKey::generate();
+//! let env: BTreeMap<String, String> = [("env".into(), "prod".into())].into();
+//! let signed = client.sign(&r, &key, &env, Storage::Tag).await?;
+//! println!("signed {}", signed.signed);
+//!
+//! let (_, checks) = client.verify_signatures(&r, &key.public_key(), &env).await?;
+//! assert!(checks.iter().any(|c| c.valid));
+//! // another key finds the signature but does not accept it, and says why
+//! let (_, checks) = client.verify_signatures(&r, &PrivateKey::generate().public_key(), &env).await?;
+//! assert!(!checks[0].valid && !checks[0].reason.is_empty());
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -12,6 +12,7 @@ mod drain;
 pub mod error;
 pub mod gc;
 mod listing;
+mod local;
 mod manifests;
 pub mod metrics;
 mod pull_policy;
@@ -33,6 +34,8 @@ use wharf_store::Registry;
 use crate::error::ApiError;
 use crate::route::Route;
 use wharf_auth::{Actions, Auth, Caller, Need};
+
+pub use local::LocalRegistry;
 
 /// Knobs of the HTTP layer.
 #[derive(Debug, Clone)]
