@@ -73,6 +73,8 @@ impl ArtifactKind {
             ArtifactKind::HelmChart
         } else if config == Some(FLUX_CONFIG) || any(&[FLUX_CONTENT]) {
             ArtifactKind::FluxBundle
+        } else if any(&[SIGSTORE_BUNDLE]) && bundles_an_attestation(m) {
+            ArtifactKind::Attestation
         } else if any(&[COSIGN_SIMPLE_SIGNING, SIGSTORE_BUNDLE]) {
             ArtifactKind::Signature
         } else if any(&[DSSE_ENVELOPE, IN_TOTO]) {
@@ -87,6 +89,15 @@ impl ArtifactKind {
             ArtifactKind::Other
         }
     }
+}
+
+/// Whether a Sigstore bundle manifest says (by cosign's `dev.sigstore.bundle.predicateType`
+/// annotation) that it holds an attestation rather than a signature.
+fn bundles_an_attestation(m: &Manifest) -> bool {
+    m.annotations
+        .as_ref()
+        .and_then(|a| a.get("dev.sigstore.bundle.predicateType"))
+        .is_some_and(|p| p != "https://sigstore.dev/cosign/sign/v1")
 }
 
 impl fmt::Display for ArtifactKind {
@@ -168,6 +179,20 @@ mod tests {
         assert_eq!(
             kind(OCI_IMAGE_CONFIG, &[gz], Some("application/vnd.acme")),
             ArtifactKind::Other
+        );
+        let bundle = |predicate: &str| {
+            let json = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"{SIGSTORE_BUNDLE}","config":{{"mediaType":"{empty}","digest":"{D}","size":2}},"layers":[{{"mediaType":"{SIGSTORE_BUNDLE}","digest":"{D}","size":1}}],"annotations":{{"dev.sigstore.bundle.predicateType":"{predicate}"}}}}"#
+            );
+            ArtifactKind::of(&Manifest::parse(None, json.as_bytes()).unwrap())
+        };
+        assert_eq!(
+            bundle("https://sigstore.dev/cosign/sign/v1"),
+            ArtifactKind::Signature
+        );
+        assert_eq!(
+            bundle("https://cyclonedx.org/bom"),
+            ArtifactKind::Attestation
         );
         let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
         let m = Manifest::parse(None, index.as_bytes()).unwrap();

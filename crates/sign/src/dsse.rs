@@ -45,11 +45,15 @@ pub struct Statement {
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
     pub subject: Vec<Subject>,
+    /// Absent from the statements cosign signs images with in a Sigstore bundle.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub predicate: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Subject {
+    /// Absent from the statements cosign signs images with in a Sigstore bundle.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     pub digest: std::collections::BTreeMap<String, String>,
 }
@@ -116,23 +120,33 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// Signs `statement` into an envelope's JSON bytes.
 pub fn seal(key: &PrivateKey, statement: &Statement) -> Vec<u8> {
+    serde_json::to_vec(&envelope(key, statement)).expect("JSON serialises")
+}
+
+/// Signs `statement` into an envelope.
+pub fn envelope(key: &PrivateKey, statement: &Statement) -> Envelope {
     let payload = serde_json::to_vec(statement).expect("JSON serialises");
     let sig = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &payload));
-    let env = Envelope {
+    Envelope {
         payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
         payload: B64.encode(&payload),
         signatures: vec![EnvelopeSignature {
             keyid: String::new(),
             sig,
         }],
-    };
-    serde_json::to_vec(&env).expect("JSON serialises")
+    }
 }
 
-/// Opens an envelope: some signature verifies under `key`; returns the statement.
+/// Opens an envelope's JSON bytes: some signature verifies under `key`; returns the
+/// statement.
 pub fn open(key: &PublicKey, envelope: &[u8]) -> Result<Statement> {
     let env: Envelope = serde_json::from_slice(envelope)
         .map_err(|e| Error::BadPayload(format!("not a DSSE envelope: {e}")))?;
+    open_envelope(key, &env)
+}
+
+/// Opens an envelope: some signature verifies under `key`; returns the statement.
+pub fn open_envelope(key: &PublicKey, env: &Envelope) -> Result<Statement> {
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(Error::BadPayload(format!(
             "envelope payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",

@@ -213,6 +213,14 @@ impl PublicKey {
             .expect("a P-256 key encodes")
     }
 
+    /// Sigstore's key hint: the base64 SHA-256 of the key's PKIX DER, which bundles carry
+    /// to say which key signed them.
+    pub fn hint(&self) -> String {
+        use sha2::Digest as _;
+        let der = self.0.to_public_key_der().expect("a P-256 key encodes");
+        B64.encode(sha2::Sha256::digest(der.as_bytes()))
+    }
+
     /// Checks a base64 DER (or raw r||s) signature of `message`.
     pub fn verify(&self, message: &[u8], signature_b64: &str) -> Result<()> {
         let raw = B64

@@ -6,6 +6,7 @@
 //! annotation). Registry workflows (where signatures live, how they are found) are the
 //! client's; the formats are here so the server can verify with the same code.
 
+pub mod bundle;
 pub mod dsse;
 mod error;
 pub mod keys;

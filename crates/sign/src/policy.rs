@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use wharf_oci::{Descriptor, Digest, Pattern};
 
+use crate::bundle;
 use crate::dsse::{self, DSSE_MEDIA_TYPE};
 use crate::{
     Error, PublicKey, Result, SimpleSigning, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
@@ -61,11 +62,28 @@ pub struct Rule {
 }
 
 /// What was found for one manifest: signature layers with their payloads, attestation
-/// layers with their envelopes (each blob already checked against its layer's digest).
+/// layers with their envelopes, and Sigstore bundles, which hold either (each blob already
+/// checked against its layer's digest).
 #[derive(Debug, Default, Clone)]
 pub struct Evidence {
     pub signatures: Vec<(Descriptor, Vec<u8>)>,
     pub attestations: Vec<(Descriptor, Vec<u8>)>,
+    pub bundles: Vec<(Descriptor, Vec<u8>)>,
+}
+
+impl Evidence {
+    /// The statements of the bundles that verify under `key` and are about `digest`.
+    fn bundle_statements<'a>(
+        &'a self,
+        key: &'a PublicKey,
+        digest: &'a Digest,
+    ) -> impl Iterator<Item = dsse::Statement> + 'a {
+        self.bundles
+            .iter()
+            .filter(|(layer, _)| layer.media_type == bundle::BUNDLE_MEDIA_TYPE)
+            .filter_map(|(_, bytes)| bundle::open(key, bytes).ok())
+            .filter(|s| s.names(digest))
+    }
 }
 
 impl Policy {
@@ -178,7 +196,10 @@ impl Rule {
                         p.critical.image.docker_manifest_digest == digest.to_string()
                             && p.has_annotations(&self.annotations)
                     })
-            });
+            }) || (self.annotations.is_empty() // a bundle signature carries none
+                && evidence
+                    .bundle_statements(key, digest)
+                    .any(|s| s.predicate_type == bundle::SIGN_PREDICATE_TYPE));
             if !signed {
                 let with = if self.annotations.is_empty() {
                     String::new()
@@ -190,7 +211,7 @@ impl Rule {
                         .collect();
                     format!(" with {}", a.join(", "))
                 };
-                let code = if evidence.signatures.is_empty() {
+                let code = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
                     RefusalCode::NoSignaturesFound
                 } else {
                     RefusalCode::NoMatchingSignatures
@@ -211,6 +232,10 @@ impl Rule {
                         dsse::open(key, envelope)
                             .is_ok_and(|s| s.names(digest) && &s.predicate_type == wanted)
                     })
+            }) || self.keys.iter().any(|(_, key)| {
+                evidence
+                    .bundle_statements(key, digest)
+                    .any(|s| &s.predicate_type == wanted)
             });
             if !attested {
                 return Err(Refusal {
@@ -306,6 +331,48 @@ attestations = ["cyclonedx"]
         rule.check(&d, &ev).unwrap();
         // the same evidence does not pass for another digest
         assert!(rule.check(&Digest::sha256_of(b"other"), &ev).is_err());
+    }
+
+    #[test]
+    fn bundles_count_as_signatures_and_attestations() {
+        let key = PrivateKey::generate();
+        let pem = key.public_key().to_pem();
+        let parse = |annotations: &str| {
+            Policy::parse(
+                &format!(
+                    "[[rules]]\nname = \"b\"\nrepositories = [\"**\"]\nkeys = [\"k.pub\"]\n\
+                     attestations = [\"cyclonedx\"]\n{annotations}"
+                ),
+                |_| Ok(pem.clone()),
+            )
+            .unwrap()
+        };
+        let (plain, annotated) = (parse(""), parse("annotations = { env = \"prod\" }\n"));
+        let d = Digest::sha256_of(b"image");
+        let bundle_layer = |st: &dsse::Statement, k: &PrivateKey| {
+            let b = bundle::seal(k, st);
+            (layer(bundle::BUNDLE_MEDIA_TYPE, &b, None), b)
+        };
+        let mut ev = Evidence::default();
+        ev.bundles
+            .push(bundle_layer(&bundle::signing_statement(&d), &key));
+        let e = plain.rules[0].check(&d, &ev).unwrap_err();
+        assert_eq!(e.code, RefusalCode::NoMatchingAttestations, "{e}");
+        let st = dsse::Statement::new("r", &d, "https://cyclonedx.org/bom", serde_json::json!({}));
+        ev.bundles.push(bundle_layer(&st, &key));
+        plain.rules[0].check(&d, &ev).unwrap();
+        // a bundle signature carries no annotations, so a rule that asks for some refuses it
+        let e = annotated.rules[0].check(&d, &ev).unwrap_err();
+        assert_eq!(e.code, RefusalCode::NoMatchingSignatures);
+        // another key's bundles, or bundles about another digest, do not count
+        let mut forged = Evidence::default();
+        let other = PrivateKey::generate();
+        forged
+            .bundles
+            .push(bundle_layer(&bundle::signing_statement(&d), &other));
+        forged.bundles.push(bundle_layer(&st, &other));
+        assert!(plain.rules[0].check(&d, &forged).is_err());
+        assert!(plain.rules[0].check(&Digest::sha256_of(b"x"), &ev).is_err());
     }
 
     #[test]
