@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use wharf_oci::{Descriptor, Digest};
+use wharf_sign::bundle::BUNDLE_MEDIA_TYPE;
 use wharf_sign::dsse::{self, Statement, DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
 use wharf_sign::{attestation_tag, PrivateKey, PublicKey, SIGNATURE_ANNOTATION};
 
+use crate::bundles::BundleKind;
 use crate::signatures::{docker_reference, Placement, Signed, Storage};
 use crate::{Client, Reference, Result};
 
@@ -41,6 +43,10 @@ impl Client {
             predicate_type,
             predicate,
         );
+        if storage == Storage::Bundle {
+            let bundle = Bytes::from(wharf_sign::bundle::seal(key, &statement));
+            return self.store_bundle(r, &desc, bundle, predicate_type).await;
+        }
         let envelope = dsse::seal(key, &statement);
         // cosign leaves the signature annotation empty on attestations: the signature is in
         // the envelope.
@@ -78,9 +84,10 @@ impl Client {
     ) -> Result<(Descriptor, Vec<AttestationCheck>)> {
         let desc = self.resolve(r).await?;
         let at = r.with_digest(desc.digest.clone());
-        let found = self
+        let mut found = self
             .find_layers(&at, &attestation_tag(&desc.digest), DSSE_MEDIA_TYPE)
             .await?;
+        found.extend(self.find_bundles(&at, BundleKind::Attestations).await?);
         let mut checks = Vec::new();
         for (source, layer) in found {
             checks.push(
@@ -111,7 +118,8 @@ impl Client {
             reason: String::new(),
             statement: None,
         };
-        if layer.media_type != DSSE_MEDIA_TYPE {
+        let bundled = layer.media_type == BUNDLE_MEDIA_TYPE;
+        if layer.media_type != DSSE_MEDIA_TYPE && !bundled {
             check.reason = format!(
                 "layer media type {} is not a DSSE envelope",
                 layer.media_type
@@ -125,7 +133,12 @@ impl Client {
                 return check;
             }
         };
-        let statement = match dsse::open(key, &envelope) {
+        let opened = if bundled {
+            wharf_sign::bundle::open(key, &envelope)
+        } else {
+            dsse::open(key, &envelope)
+        };
+        let statement = match opened {
             Ok(s) => s,
             Err(e) => {
                 check.reason = e.to_string();
@@ -133,7 +146,9 @@ impl Client {
             }
         };
         check.predicate_type = Some(statement.predicate_type.clone());
-        if !statement.names(digest) {
+        if bundled && statement.predicate_type == wharf_sign::bundle::SIGN_PREDICATE_TYPE {
+            check.reason = "the bundle holds a signature, not an attestation".into();
+        } else if !statement.names(digest) {
             check.reason = format!("the statement is not about {digest}");
         } else if predicate_type.is_some_and(|t| t != statement.predicate_type) {
             check.reason = format!(

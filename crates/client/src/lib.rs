@@ -33,6 +33,7 @@ pub mod artifact;
 pub mod attestations;
 pub mod auth;
 pub mod blobs;
+mod bundles;
 pub mod chart;
 mod client;
 pub mod copy;

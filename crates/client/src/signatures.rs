@@ -45,12 +45,14 @@ use futures_util::StreamExt;
 use serde_json::json;
 use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
 use wharf_oci::{Descriptor, Digest, Manifest};
+use wharf_sign::bundle::{BUNDLE_MEDIA_TYPE, SIGN_PREDICATE_TYPE};
 use wharf_sign::{
     signature_tag, PrivateKey, PublicKey, SimpleSigning, SIGNATURE_ANNOTATION,
     SIGNATURE_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 
 use crate::blobs::{BytesSource, NoProgress, SharedProgress};
+use crate::bundles::BundleKind;
 use crate::manifests::descriptor;
 use crate::{Client, Error, Reference, Result};
 
@@ -63,6 +65,8 @@ pub enum Storage {
     Tag,
     /// An OCI 1.1 referrer of the signed manifest.
     Referrer,
+    /// A Sigstore bundle, as an OCI 1.1 referrer (cosign's `--new-bundle-format`).
+    Bundle,
 }
 
 /// Where a signature or attestation goes.
@@ -129,7 +133,19 @@ impl Client {
         annotations: &BTreeMap<String, String>,
         storage: Storage,
     ) -> Result<Signed> {
+        if storage == Storage::Bundle && !annotations.is_empty() {
+            return Err(Error::Invalid(
+                "a signature in a Sigstore bundle carries no annotations (cosign leaves them out too): sign without the bundle format to keep them".into(),
+            ));
+        }
         let desc = self.resolve(r).await?;
+        if storage == Storage::Bundle {
+            let statement = wharf_sign::bundle::signing_statement(&desc.digest);
+            let bundle = Bytes::from(wharf_sign::bundle::seal(key, &statement));
+            return self
+                .store_bundle(r, &desc, bundle, wharf_sign::bundle::SIGN_PREDICATE_TYPE)
+                .await;
+        }
         let payload =
             SimpleSigning::new(&docker_reference(r), &desc.digest, annotations.clone()).to_bytes();
         let signature = key.sign(&payload);
@@ -203,7 +219,8 @@ impl Client {
                 });
                 (m, target)
             }
-            Storage::Referrer => {
+            // (bundles are stored by `store_bundle`, as referrers too)
+            Storage::Referrer | Storage::Bundle => {
                 let empty = Bytes::from_static(b"{}");
                 let config_desc = Descriptor {
                     data: Some("e30=".into()),
@@ -229,7 +246,8 @@ impl Client {
                 self.put_manifest(&target, OCI_MANIFEST, bytes).await?;
                 target.to_string()
             }
-            Storage::Referrer => {
+            // (bundles are stored by `store_bundle`, as referrers too)
+            Storage::Referrer | Storage::Bundle => {
                 let d = Digest::sha256_of(&bytes);
                 let put = self
                     .put_referrer(&repo.with_digest(d), OCI_MANIFEST, bytes)
@@ -286,9 +304,10 @@ impl Client {
     ) -> Result<(Descriptor, Vec<SignatureCheck>)> {
         let desc = self.resolve(r).await?;
         let at = r.with_digest(desc.digest.clone());
-        let found = self
+        let mut found = self
             .find_layers(&at, &signature_tag(&desc.digest), SIGNATURE_ARTIFACT_TYPE)
             .await?;
+        found.extend(self.find_bundles(&at, BundleKind::Signatures).await?);
         // Payloads are fetched a few at a time: an artifact may carry hundreds of signatures.
         let checks = futures_util::stream::iter(found)
             .map(|(source, layer)| self.check_one(&at, &desc.digest, key, required, source, layer))
@@ -314,6 +333,11 @@ impl Client {
             reason: String::new(),
             payload: None,
         };
+        if layer.media_type == BUNDLE_MEDIA_TYPE {
+            return self
+                .check_bundle_signature(at, digest, key, required, check, &layer)
+                .await;
+        }
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
             check.reason = format!("layer media type {} is not a signature", layer.media_type);
             return check;
@@ -357,6 +381,60 @@ impl Client {
             return check;
         }
         check.valid = true;
+        check
+    }
+}
+
+impl Client {
+    /// Checks a signature in a Sigstore bundle: the envelope verifies under `key`, and its
+    /// statement is a signature of `digest`. Bundles carry no annotations, so any `required`
+    /// fails it.
+    async fn check_bundle_signature(
+        &self,
+        at: &Reference,
+        digest: &Digest,
+        key: &PublicKey,
+        required: &BTreeMap<String, String>,
+        mut check: SignatureCheck,
+        layer: &Descriptor,
+    ) -> SignatureCheck {
+        let bytes = match self.fetch_blob_bytes(at, layer).await {
+            Ok(b) => b,
+            Err(e) => {
+                check.reason = format!("bundle unreadable: {e}");
+                return check;
+            }
+        };
+        let statement = match wharf_sign::bundle::open(key, &bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                check.reason = e.to_string();
+                return check;
+            }
+        };
+        // What `cosign verify --new-bundle-format` prints for a bundle: the claims in the
+        // simple-signing shape, with the digest in the identity.
+        check.payload = Some(json!({
+            "critical": {
+                "identity": {"docker-reference": format!("{}@{digest}", docker_reference(at))},
+                "image": {"docker-manifest-digest": digest.to_string()},
+                "type": SIGN_PREDICATE_TYPE,
+            },
+            "optional": null,
+        }));
+        check.reason = if statement.predicate_type != SIGN_PREDICATE_TYPE {
+            format!(
+                "the bundle holds a {} attestation, not a signature",
+                statement.predicate_type
+            )
+        } else if !statement.names(digest) {
+            format!("the bundle does not sign {digest}")
+        } else if !required.is_empty() {
+            "a signature in a Sigstore bundle carries no annotations to match -a".into()
+        } else {
+            check.valid = true;
+            String::new()
+        };
         check
     }
 }
@@ -407,7 +485,12 @@ impl Client {
                 wharf_sign::dsse::DSSE_MEDIA_TYPE,
             )
             .await?;
-        for (into, found) in [(&mut ev.signatures, sigs), (&mut ev.attestations, atts)] {
+        let bundles = self.find_bundles(at, BundleKind::Any).await?;
+        for (into, found) in [
+            (&mut ev.signatures, sigs),
+            (&mut ev.attestations, atts),
+            (&mut ev.bundles, bundles),
+        ] {
             for (_, layer) in found {
                 // A payload that cannot be read is no evidence; the rule reports what is missing.
                 if let Ok(bytes) = self.fetch_blob_bytes(at, &layer).await {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use wharf_oci::{Digest, ErrorCode, Manifest, Reference};
+use wharf_sign::bundle::BUNDLE_MEDIA_TYPE;
 use wharf_sign::dsse::DSSE_MEDIA_TYPE;
 use wharf_sign::policy::{Evidence, Policy, Refusal};
 use wharf_sign::{
@@ -65,15 +66,24 @@ fn is_signature_material(m: &StoredManifest) -> bool {
     if parsed
         .artifact_type
         .as_deref()
-        .is_some_and(|t| t == SIGNATURE_ARTIFACT_TYPE || t == DSSE_MEDIA_TYPE)
+        .is_some_and(is_evidence_type)
     {
         return true;
     }
     !parsed.layers.is_empty()
-        && parsed
-            .layers
-            .iter()
-            .all(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE || l.media_type == DSSE_MEDIA_TYPE)
+        && parsed.layers.iter().all(|l| {
+            [
+                SIMPLE_SIGNING_MEDIA_TYPE,
+                DSSE_MEDIA_TYPE,
+                BUNDLE_MEDIA_TYPE,
+            ]
+            .contains(&l.media_type.as_str())
+        })
+}
+
+/// Whether a referrer of this artifact type is a signature, an attestation or a bundle.
+fn is_evidence_type(t: &str) -> bool {
+    [SIGNATURE_ARTIFACT_TYPE, DSSE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE].contains(&t)
 }
 
 impl PullPolicy {
@@ -255,11 +265,7 @@ async fn gather(
     manifests.extend(
         referrers
             .iter()
-            .filter(|r| {
-                r.artifact_type
-                    .as_deref()
-                    .is_some_and(|t| t == SIGNATURE_ARTIFACT_TYPE || t == DSSE_MEDIA_TYPE)
-            })
+            .filter(|r| r.artifact_type.as_deref().is_some_and(is_evidence_type))
             .map(|r| r.digest.clone()),
     );
     let mut ev = Evidence::default();
@@ -276,6 +282,7 @@ async fn gather(
             let into = match layer.media_type.as_str() {
                 SIMPLE_SIGNING_MEDIA_TYPE => &mut ev.signatures,
                 DSSE_MEDIA_TYPE => &mut ev.attestations,
+                BUNDLE_MEDIA_TYPE => &mut ev.bundles,
                 _ => continue,
             };
             if layer.size > MAX_EVIDENCE_BYTES {

@@ -44,11 +44,13 @@ prompt on a terminal. An empty password is allowed, as cosign allows it.")]
   wharf sign --key cosign.key localhost:5000/app:v1
   wharf sign --key env://SIGNING_KEY -a env=prod localhost:5000/app@sha256:4f3c...
   wharf sign --key cosign.key --referrers localhost:5000/app:v1   # an OCI 1.1 referrer
+  wharf sign --key cosign.key --bundle localhost:5000/app:v1      # a Sigstore bundle
   wharf sign --key cosign.key --recursive localhost:5000/app:multi  # the index and each manifest
 
 A tag is resolved to its digest first, and the digest is what is signed. The signature is
-stored as cosign stores it: a layer appended to the sha256-<hex>.sig tag, or with
---referrers a referrer of the signed manifest. No transparency log is used.")]
+stored as cosign stores it: a layer appended to the sha256-<hex>.sig tag, with
+--referrers a referrer of the signed manifest, or with --bundle a Sigstore bundle referrer
+(cosign sign --new-bundle-format). No transparency log is used.")]
 pub struct SignArgs {
     #[command(flatten)]
     pub signing_key: SigningKeyArgs,
@@ -61,6 +63,10 @@ pub struct SignArgs {
     /// Store the signature as an OCI 1.1 referrer instead of the .sig tag.
     #[arg(long)]
     pub referrers: bool,
+    /// Store it as a Sigstore bundle, an OCI 1.1 referrer (cosign's --new-bundle-format);
+    /// such a signature carries no -a annotations.
+    #[arg(long)]
+    pub bundle: bool,
     /// Also sign every manifest an index lists.
     #[arg(long)]
     pub recursive: bool,
@@ -152,6 +158,15 @@ fn password(stdin: bool, confirm: bool) -> Result<zeroize::Zeroizing<String>, Er
     Ok(p.into())
 }
 
+/// Where `--referrers` and `--bundle` put a signature or attestation.
+fn storage(referrers: bool, bundle: bool) -> Storage {
+    match (bundle, referrers) {
+        (true, _) => Storage::Bundle,
+        (false, true) => Storage::Referrer,
+        (false, false) => Storage::Tag,
+    }
+}
+
 fn sign_error(e: wharf_sign::Error) -> Error {
     Error::Invalid(e.to_string())
 }
@@ -231,11 +246,7 @@ pub async fn sign(args: SignArgs) -> Result<(), Error> {
         .map(|s| s.parse::<Reference>())
         .collect::<Result<Vec<_>, _>>()?;
     let client = args.client.client(&refs.iter().collect::<Vec<_>>())?;
-    let storage = if args.referrers {
-        Storage::Referrer
-    } else {
-        Storage::Tag
-    };
+    let storage = storage(args.referrers, args.bundle);
     let mut done = Vec::new();
     for r in &refs {
         let mut targets = vec![r.clone()];
@@ -384,6 +395,9 @@ pub struct PromoteArgs {
     /// Store the target signature as an OCI 1.1 referrer instead of the .sig tag.
     #[arg(long)]
     pub referrers: bool,
+    /// Store the target signature as a Sigstore bundle (cosign's --new-bundle-format).
+    #[arg(long)]
+    pub bundle: bool,
     #[command(flatten)]
     pub transfer: super::TransferArgs,
     #[command(flatten)]
@@ -423,11 +437,7 @@ pub async fn promote(args: PromoteArgs) -> Result<(), Error> {
     };
     client.copy(&src_at, &dst_at, &opts, &progress).await?;
     drop(progress);
-    let storage = if args.referrers {
-        Storage::Referrer
-    } else {
-        Storage::Tag
-    };
+    let storage = storage(args.referrers, args.bundle);
     let signed = client.sign(&dst_at, &key, &annotations, storage).await?;
     let (_, checks) = client
         .verify_signatures(&dst_at, &key.public_key(), &annotations)
@@ -463,10 +473,12 @@ pub async fn promote(args: PromoteArgs) -> Result<(), Error> {
   wharf attest --key cosign.key --type cyclonedx --predicate bom.json localhost:5000/app:v1
   wharf attest --key cosign.key --type spdxjson --predicate sbom.spdx.json --referrers localhost:5000/app:v1
   wharf attest --key cosign.key --type https://example.com/review/v1 --predicate review.json localhost:5000/app:v1
+  wharf attest --key cosign.key --type cyclonedx --predicate bom.json --bundle localhost:5000/app:v1
 
 An in-toto statement about the manifest's digest, carrying the predicate, signed in a DSSE
-envelope and stored as cosign stores it: appended under the sha256-<hex>.att tag, or with
---referrers as a referrer.")]
+envelope and stored as cosign stores it: appended under the sha256-<hex>.att tag, with
+--referrers as a referrer, or with --bundle in a Sigstore bundle referrer (cosign attest
+--new-bundle-format).")]
 pub struct AttestArgs {
     #[command(flatten)]
     pub signing_key: SigningKeyArgs,
@@ -482,6 +494,9 @@ pub struct AttestArgs {
     /// Store the attestation as an OCI 1.1 referrer instead of the .att tag.
     #[arg(long)]
     pub referrers: bool,
+    /// Store it as a Sigstore bundle, an OCI 1.1 referrer (cosign's --new-bundle-format).
+    #[arg(long)]
+    pub bundle: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -527,11 +542,7 @@ pub async fn attest(args: AttestArgs) -> Result<(), Error> {
     let key = args.signing_key.load()?;
     let r: Reference = args.reference.parse()?;
     let client = args.client.client(&[&r])?;
-    let storage = if args.referrers {
-        Storage::Referrer
-    } else {
-        Storage::Tag
-    };
+    let storage = storage(args.referrers, args.bundle);
     let done = client
         .attest(&r, &key, &predicate_type, predicate, storage)
         .await?;
