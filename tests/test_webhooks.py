@@ -6,6 +6,7 @@ a push (its bounded queue fills and further events are dropped and counted)."""
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -233,8 +234,9 @@ def test_an_endpoint_that_hangs_never_slows_pushes(tmp_path):
     hang.bind(("127.0.0.1", 0))
     hang.listen(64)
     cfg = tmp_path / "wharf.toml"
-    cfg.write_text(hook("hang", f"http://127.0.0.1:{hang.getsockname()[1]}/", timeout_secs=60,
-                        queue=2))
+    cfg.write_text("[limits]\nshutdown_timeout_secs = 2\n\n"
+                   + hook("hang", f"http://127.0.0.1:{hang.getsockname()[1]}/",
+                          timeout_secs=60, queue=2))
     s = start_wharf(tmp_path / "data", config=cfg)
     try:
         started = time.time()
@@ -247,9 +249,35 @@ def test_an_endpoint_that_hangs_never_slows_pushes(tmp_path):
         assert metric(s, "wharf_webhook_queue_length", endpoint="hang") == 2
         assert metric(s, "wharf_webhook_dropped_total", endpoint="hang") in (6, 7)
         wait_for_log(s.log_path, "webhook queue full: event dropped", s.proc)
+        # a stop waits for queued events only as long as the shutdown timeout
+        stopping = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=20) == 0
+        assert time.time() - stopping < 10
+        assert "webhook events not delivered within the shutdown timeout (2s)" in s.log()
     finally:
         s.stop()
         hang.close()
+
+
+def test_a_stop_delivers_the_events_already_queued(tmp_path, receiver):
+    """Events of pushes acknowledged before SIGTERM still go out: the registry stops taking
+    requests, then waits (within the shutdown timeout) for its queues to empty."""
+    receiver.failures = {"/slow": 3}
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(hook("slow", receiver.url + "/slow", backoff_ms=300))
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        digest, _ = s.push_image("team/app", "v1")
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=30) == 0
+        # delivered on the fourth attempt, after the signal (three back-offs of 300 ms+)
+        [event] = receiver.events("/slow")
+        assert event["target"]["digest"] == digest and event["action"] == "push"
+        assert len(receiver.events("/slow", delivered_only=False)) == 4
+        assert "webhook events not delivered" not in s.log()
+    finally:
+        s.stop()
 
 
 def test_bad_webhooks_are_refused(tmp_path):

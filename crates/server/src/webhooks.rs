@@ -354,6 +354,8 @@ pub struct Webhooks {
     /// `http` or `https`, for the events' URLs.
     scheme: &'static str,
     counters: Counters,
+    /// Events queued or being delivered, over all endpoints: what a stop waits for.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Webhooks {
@@ -370,10 +372,17 @@ impl Webhooks {
             .build()
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
         let counters = Counters::new(metrics, &endpoints);
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut queues = Vec::new();
         for e in endpoints {
             let (tx, rx) = mpsc::channel(e.queue.max(1));
-            tokio::spawn(deliver(e.clone(), client.clone(), rx, counters.clone()));
+            let worker = Worker {
+                endpoint: e.clone(),
+                client: client.clone(),
+                counters: counters.clone(),
+                pending: pending.clone(),
+            };
+            tokio::spawn(worker.deliver(rx));
             queues.push((e, tx));
         }
         Ok(Arc::new(Webhooks {
@@ -384,7 +393,22 @@ impl Webhooks {
             },
             scheme: if https { "https" } else { "http" },
             counters,
+            pending,
         }))
+    }
+
+    /// Waits until every queued event has been delivered or given up on, or until
+    /// `deadline`; returns how many were left. A stopping registry calls this once it has
+    /// stopped taking requests, so that events of acknowledged pushes are not lost.
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> usize {
+        use std::sync::atomic::Ordering;
+        loop {
+            let left = self.pending.load(Ordering::Acquire);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Queues the events of `notices` for the endpoints that want them; never waits.
@@ -401,9 +425,15 @@ impl Webhooks {
             let event = self.event(n, request, actor);
             let body = Arc::new(serde_json::to_vec(&event).expect("events serialise"));
             for (e, tx) in wanting {
+                // Counted first, so that a worker never sees an event it could un-count
+                // before it was counted.
+                self.pending
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 match tx.try_send(body.clone()) {
                     Ok(()) => self.counters.queued.with_label_values(&[&e.name]).inc(),
                     Err(_) => {
+                        self.pending
+                            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         self.counters.dropped.with_label_values(&[&e.name]).inc();
                         tracing::warn!(endpoint = %e.name, "webhook queue full: event dropped");
                     }
@@ -445,29 +475,42 @@ impl Webhooks {
     }
 }
 
-/// Delivers an endpoint's events in order until the registry stops.
-async fn deliver(
-    e: Endpoint,
+/// One endpoint's delivery loop and what it reports to.
+struct Worker {
+    endpoint: Endpoint,
     client: reqwest::Client,
-    mut rx: mpsc::Receiver<Arc<Vec<u8>>>,
     counters: Counters,
-) {
-    use backon::{ExponentialBuilder, Retryable};
-    let name = e.name.as_str();
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Worker {
+    /// Delivers the endpoint's events in order until the registry stops.
+    async fn deliver(self, mut rx: mpsc::Receiver<Arc<Vec<u8>>>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
+            self.send(&batch).await;
+            self.pending
+                .fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
         }
+    }
+
+    /// Posts one batch, retrying as configured, and counts the outcome.
+    async fn send(&self, batch: &[Arc<Vec<u8>>]) {
+        use backon::{ExponentialBuilder, Retryable};
+        let (e, counters) = (&self.endpoint, &self.counters);
+        let name = e.name.as_str();
         counters
             .queued
             .with_label_values(&[name])
             .sub(batch.len() as i64);
-        let body = envelope(&batch);
-        let attempt = || post(&client, &e, body.clone());
+        let body = envelope(batch);
+        let attempt = || post(&self.client, e, body.clone());
         let backoff = ExponentialBuilder::default()
             .with_min_delay(e.backoff)
             .with_max_delay(Duration::from_secs(60))

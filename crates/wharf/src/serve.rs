@@ -287,7 +287,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             metrics,
             metrics_access,
             gc: gc_defaults,
-            webhooks,
+            webhooks: webhooks.clone(),
         },
         auth,
     );
@@ -321,7 +321,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             }
         });
     }
-    finish(server, stop_tx, s.shutdown_timeout_secs).await
+    finish(server, stop_tx, s.shutdown_timeout_secs, webhooks).await
 }
 
 /// Runs a collection pass every `every`, the first one interval after start. With replicas,
@@ -457,17 +457,20 @@ fn connection_cap(configured: usize) -> usize {
     configured
 }
 
-/// Waits for SIGINT or SIGTERM, then lets requests in flight finish, for a bounded time.
+/// Waits for SIGINT or SIGTERM, then lets requests in flight finish and queued webhook
+/// events go out, within one bounded time.
 async fn finish(
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_tx: tokio::sync::oneshot::Sender<()>,
     shutdown_timeout_secs: u64,
+    webhooks: Option<std::sync::Arc<wharf_server::webhooks::Webhooks>>,
 ) -> Result<(), String> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(shutdown_timeout_secs);
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(shutdown_timeout_secs), server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("stopped"),
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return Err(format!("server failed: {e}")),
         Ok(Err(e)) => return Err(format!("server task failed: {e}")),
         Err(_) => tracing::warn!(
@@ -475,6 +478,16 @@ async fn finish(
             shutdown_timeout_secs
         ),
     }
+    if let Some(w) = webhooks {
+        let left = w.flush(deadline).await;
+        if left > 0 {
+            tracing::warn!(
+                events = left,
+                "webhook events not delivered within the shutdown timeout ({shutdown_timeout_secs}s); stopping anyway"
+            );
+        }
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
