@@ -182,11 +182,11 @@ def test_promote_signs_the_target_with_a_bundle(tmp_path, env):
         digest = push(env, s, tmp_path, repo="dev/app")
         wharf(env, "key", "generate", "--output-key-prefix", "prod", cwd=tmp_path)
         src, dst = f"{s.host}/dev/app:v1", f"{s.host}/prod/app:v1"
-        # annotations cannot go into a bundle: refused, and the target tag is not set
+        # annotations cannot go into a bundle: refused before anything is copied
         p = wharf(env, "promote", "--key", "prod.key", "--bundle", "-a", "stage=prod", src, dst,
                   cwd=tmp_path, check=False)
         assert p.returncode == 1 and "carries no annotations" in p.stderr, p.stderr
-        assert s("GET", "/v2/prod/app/manifests/v1",
+        assert s("GET", f"/v2/prod/app/manifests/{digest}",
                  headers={"Accept": OCI_MANIFEST}).status_code == 404
         wharf(env, "promote", "--key", "prod.key", "--bundle", src, dst, cwd=tmp_path)
         [m] = bundle_referrers(env, dst)

@@ -81,8 +81,8 @@ pub struct SignArgs {
   wharf verify --key cosign.pub --format json localhost:5000/app@sha256:4f3c...
   wharf verify --policy policy.toml localhost:5000/prod/app:v1 localhost:5000/prod/api:v2
 
-Every signature (from the .sig tag and from referrers) is checked and printed with its
-result; the exit code is 0 only when at least one is valid (5 otherwise). Offline: no
+Every signature (from the .sig tag, from referrers and from Sigstore bundles) is checked
+and printed with its result; the exit code is 0 only when at least one is valid (5 otherwise). Offline: no
 transparency log is consulted, as with cosign verify --insecure-ignore-tlog.")]
 pub struct VerifyArgs {
     /// The public key: a file, env://VAR holding its PEM, or an https:// URL.
@@ -413,6 +413,12 @@ pub async fn promote(args: PromoteArgs) -> Result<(), Error> {
     let annotations = parse_annotations(&args.annotations)?;
     let src: Reference = args.source.parse()?;
     let dst: Reference = args.destination.parse()?;
+    if args.bundle && !annotations.is_empty() {
+        // Refused before the copy, which signing would otherwise refuse after it.
+        return Err(Error::Invalid(
+            "a signature in a Sigstore bundle carries no annotations: drop -a or --bundle".into(),
+        ));
+    }
     if dst.digest.is_some() {
         return Err(Error::Invalid(
             "promote to a tag: the digest is the source's".into(),
