@@ -1,13 +1,12 @@
 """Sigstore bundles, as `cosign sign|attest --new-bundle-format` store them (OCI 1.1
 referrers holding a DSSE envelope), proven with the real cosign in both directions against
-Wharf and Distribution 3: `wharf sign|attest --bundle` verify with cosign, cosign's bundles
+Wharf and Distribution 2.8 and 3 (which have no referrers API: bundles go in the tag-scheme
+index there): `wharf sign|attest --bundle` verify with cosign, cosign's bundles
 verify with wharf, the referrer manifests of the two tools have the same shape, and the pull
 policy counts bundle signatures."""
 
 import base64
 import json
-
-import pytest
 
 from conftest import OCI_MANIFEST, start_wharf
 from test_signing import BOM, COSIGN_REG, SPDX, cosign, env, push, registry, wharf  # noqa: F401
@@ -45,15 +44,7 @@ def shape(manifest):
     return m
 
 
-@pytest.fixture
-def bundle_registry(registry):
-    if registry.kind == "distribution2":
-        pytest.skip("Distribution 2.8 has no referrers API; cosign writes bundles only there")
-    return registry
-
-
-def test_signature_bundles_both_ways(bundle_registry, env, tmp_path):
-    registry = bundle_registry
+def test_signature_bundles_both_ways(registry, env, tmp_path):
     digest = push(env, registry, tmp_path)
     ref, at = f"{registry.host}/s/app:v1", f"{registry.host}/s/app@{digest}"
     new = cosign_new(tmp_path)
@@ -96,8 +87,7 @@ def test_signature_bundles_both_ways(bundle_registry, env, tmp_path):
     assert p.returncode == 5 and "carries no annotations to match -a" in p.stdout + p.stderr
 
 
-def test_attestation_bundles_both_ways(bundle_registry, env, tmp_path):
-    registry = bundle_registry
+def test_attestation_bundles_both_ways(registry, env, tmp_path):
     digest = push(env, registry, tmp_path)
     ref, at = f"{registry.host}/s/app:v1", f"{registry.host}/s/app@{digest}"
     new = cosign_new(tmp_path)
