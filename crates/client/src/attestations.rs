@@ -84,10 +84,15 @@ impl Client {
     ) -> Result<(Descriptor, Vec<AttestationCheck>)> {
         let desc = self.resolve(r).await?;
         let at = r.with_digest(desc.digest.clone());
+        let referrers = self.referrers(&at, None).await?;
+        let tag = attestation_tag(&desc.digest);
         let mut found = self
-            .find_layers(&at, &attestation_tag(&desc.digest), DSSE_MEDIA_TYPE)
+            .find_layers(&at, &tag, DSSE_MEDIA_TYPE, &referrers)
             .await?;
-        found.extend(self.find_bundles(&at, BundleKind::Attestations).await?);
+        found.extend(
+            self.find_bundles(&at, BundleKind::Attestations, &referrers)
+                .await?,
+        );
         let mut checks = Vec::new();
         for (source, layer) in found {
             checks.push(

@@ -86,18 +86,19 @@ impl Client {
         })
     }
 
-    /// The bundle layers among the referrers of the manifest `at` (which carries its digest),
-    /// each with the referrer it was found in. A referrer that does not say its predicate
-    /// type is returned for both kinds; its statement decides.
+    /// The bundle layers among `referrers`, those of the manifest `at` (which carries its
+    /// digest), each with the referrer it was found in. A referrer that does not say its
+    /// predicate type is returned for both kinds; its statement decides.
     pub(crate) async fn find_bundles(
         &self,
         at: &Reference,
         kind: BundleKind,
+        referrers: &[Descriptor],
     ) -> Result<Vec<(String, Descriptor)>> {
         let mut found = Vec::new();
         // Where the registry has no referrers API, the fallback index that cosign writes
         // lists a bundle under its config's type (the empty one): those are read to see.
-        let listed = self.referrers(at, None).await?.into_iter().filter(|r| {
+        let listed = referrers.iter().filter(|r| {
             matches!(
                 r.artifact_type.as_deref(),
                 None | Some(BUNDLE_MEDIA_TYPE) | Some(OCI_EMPTY)

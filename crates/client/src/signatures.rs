@@ -263,13 +263,15 @@ impl Client {
         })
     }
 
-    /// The layers stored for the manifest `at` under `tag` and in its referrers of
-    /// `artifact_type`, each with where it was found.
+    /// The layers stored for the manifest `at` under `tag` and in those of its `referrers`
+    /// (listed once by the caller, for every kind it looks for) of `artifact_type`, each with
+    /// where it was found.
     pub(crate) async fn find_layers(
         &self,
         at: &Reference,
         tag: &str,
         artifact_type: &str,
+        referrers: &[Descriptor],
     ) -> Result<Vec<(String, Descriptor)>> {
         let mut found = Vec::new();
         let tag_ref = at.with_tag(tag)?;
@@ -282,7 +284,10 @@ impl Client {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e),
         }
-        for referrer in self.referrers(at, Some(artifact_type)).await? {
+        let typed = referrers
+            .iter()
+            .filter(|r| r.artifact_type.as_deref() == Some(artifact_type));
+        for referrer in typed {
             let rr = at.with_digest(referrer.digest.clone());
             let (d, bytes) = self.manifest(&rr).await?;
             for l in Manifest::parse(Some(&d.media_type), &bytes)?.layers {
@@ -304,10 +309,15 @@ impl Client {
     ) -> Result<(Descriptor, Vec<SignatureCheck>)> {
         let desc = self.resolve(r).await?;
         let at = r.with_digest(desc.digest.clone());
+        let referrers = self.referrers(&at, None).await?;
+        let tag = signature_tag(&desc.digest);
         let mut found = self
-            .find_layers(&at, &signature_tag(&desc.digest), SIGNATURE_ARTIFACT_TYPE)
+            .find_layers(&at, &tag, SIGNATURE_ARTIFACT_TYPE, &referrers)
             .await?;
-        found.extend(self.find_bundles(&at, BundleKind::Signatures).await?);
+        found.extend(
+            self.find_bundles(&at, BundleKind::Signatures, &referrers)
+                .await?,
+        );
         // Payloads are fetched a few at a time: an artifact may carry hundreds of signatures.
         let checks = futures_util::stream::iter(found)
             .map(|(source, layer)| self.check_one(&at, &desc.digest, key, required, source, layer))
@@ -475,17 +485,24 @@ impl Client {
             .clone()
             .ok_or_else(|| Error::Invalid(format!("{at}: evidence needs a digest")))?;
         let mut ev = wharf_sign::policy::Evidence::default();
+        let referrers = self.referrers(at, None).await?;
         let sigs = self
-            .find_layers(at, &signature_tag(&digest), SIGNATURE_ARTIFACT_TYPE)
+            .find_layers(
+                at,
+                &signature_tag(&digest),
+                SIGNATURE_ARTIFACT_TYPE,
+                &referrers,
+            )
             .await?;
         let atts = self
             .find_layers(
                 at,
                 &wharf_sign::attestation_tag(&digest),
                 wharf_sign::dsse::DSSE_MEDIA_TYPE,
+                &referrers,
             )
             .await?;
-        let bundles = self.find_bundles(at, BundleKind::Any).await?;
+        let bundles = self.find_bundles(at, BundleKind::Any, &referrers).await?;
         for (into, found) in [
             (&mut ev.signatures, sigs),
             (&mut ev.attestations, atts),

@@ -131,11 +131,12 @@ impl Registry {
     }
 
     /// Refuses adding `adding` bytes of content `digest` to `repo` in the namespace of
-    /// `quota` when that passes it. (A manifest already in another repository of the
-    /// namespace is counted again by the tally: a few kilobytes high, never low.) The check reads the namespace's tally, which commits keep (`commit`:
-    /// this caller holds the namespace's lock and is about to link, so it adds its bytes).
-    /// Deletions do not lower the tally, so it never reads low; when it says the push does
-    /// not fit, the namespace is summed again, and the tally corrected, before refusing.
+    /// `quota` when that passes it. The check reads the namespace's tally, which commits keep
+    /// (`commit`: this caller holds the namespace's lock and is about to link, so it adds its
+    /// bytes). Deletions do not lower the tally, so it never reads low; when it says the push
+    /// does not fit, the namespace is summed again, and the tally corrected, before refusing.
+    /// (A manifest already in another repository of the namespace is counted again by the
+    /// tally: a few kilobytes high, never low.)
     async fn quota_check(
         &self,
         quota: &Quota,
