@@ -34,6 +34,7 @@ def cli(tmp_path):
     """Runs `wharf` with a private Docker config; returns the CompletedProcess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
     env["DOCKER_CONFIG"] = str(tmp_path / "docker")
+    env["WHARF_CACHE_DIR"] = str(tmp_path / "cache")
 
     def run(*args, check=True, input=None, cwd=None):
         p = subprocess.run([str(WHARF), *map(str, args)], capture_output=True, env=env,

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use wharf_oci::media_type::{OCI_EMPTY, OCI_MANIFEST};
 use wharf_oci::{Descriptor, Digest};
 
-use crate::blobs::{BytesSource, FileSource, SharedProgress, Transfer};
+use crate::blobs::{BytesSource, SharedProgress, Transfer};
 use crate::manifests::descriptor;
 use crate::{Client, Error, Reference, Result};
 
@@ -270,10 +270,9 @@ impl Client {
         req: PushRequest,
         progress: &SharedProgress,
     ) -> Result<ArtifactResult> {
-        // Everything to upload, with the descriptor it gets in the manifest.
+        // Everything to upload: the files, then the config.
         let mut packed = Vec::new(); // temporary files that must outlive the upload
-        let mut layers = Vec::new();
-        let mut sources: Vec<(Descriptor, PathBuf)> = Vec::new();
+        let mut jobs = Vec::new();
         for f in &req.files {
             let meta = std::fs::metadata(&f.path).map_err(|e| Error::file(&f.path, e))?;
             let title = title_for(&f.path)?;
@@ -306,30 +305,45 @@ impl Client {
                         .unwrap_or_else(|| DEFAULT_LAYER_TYPE.into()),
                 )
             };
-            let (digest, size) = hash_file(&path).await?;
-            let mut d = descriptor(media_type, digest, size);
-            d.annotations = Some(annotations);
-            layers.push(d.clone());
-            sources.push((d, path));
+            jobs.push(Upload::File(path, media_type, Some(annotations)));
         }
-        let (config, config_source) = match &req.config {
-            Some((path, mt)) => {
-                let (digest, size) = hash_file(path).await?;
-                (descriptor(mt.clone(), digest, size), Some(path.clone()))
-            }
+        let config_annotations =
+            (!req.config_annotations.is_empty()).then(|| req.config_annotations.clone());
+        jobs.push(match &req.config {
+            Some((path, mt)) => Upload::File(path.clone(), mt.clone(), config_annotations),
             // The empty config with its content embedded, as oras writes it.
-            None => (
-                Descriptor {
-                    data: Some("e30=".into()),
-                    ..descriptor(OCI_EMPTY.into(), Digest::sha256_of(b"{}"), 2)
-                },
-                None,
-            ),
-        };
-        let mut config = config;
-        if !req.config_annotations.is_empty() {
-            config.annotations = Some(req.config_annotations.clone());
-        }
+            None => Upload::Empty(Descriptor {
+                data: Some("e30=".into()),
+                annotations: config_annotations,
+                ..descriptor(OCI_EMPTY.into(), Digest::sha256_of(b"{}"), 2)
+            }),
+        });
+
+        // Blobs first, concurrently; then the manifest that points at them.
+        let mut blobs: Vec<(usize, Descriptor, Transfer)> = futures_util::stream::iter(jobs)
+            .enumerate()
+            .map(|(i, job)| async move {
+                let (d, t) = match job {
+                    Upload::File(path, media_type, annotations) => {
+                        self.push_file(r, &path, &media_type, annotations, progress)
+                            .await?
+                    }
+                    Upload::Empty(d) => {
+                        let t = self
+                            .push_blob(r, &d, &BytesSource(Bytes::from_static(b"{}")), progress)
+                            .await?;
+                        (d, t)
+                    }
+                };
+                Ok::<_, Error>((i, d, t))
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
+        blobs.sort_by_key(|(i, _, _)| *i);
+        let blobs: Vec<(Descriptor, Transfer)> =
+            blobs.into_iter().map(|(_, d, t)| (d, t)).collect();
+        let (config, layers) = blobs.split_last().expect("the config is always pushed");
         let artifact_type = req
             .artifact_type
             .clone()
@@ -342,30 +356,11 @@ impl Client {
             schema_version: 2,
             media_type: OCI_MANIFEST,
             artifact_type,
-            config: config.clone(),
-            layers,
+            config: config.0.clone(),
+            layers: layers.iter().map(|(d, _)| d.clone()).collect(),
             subject: req.subject.clone(),
             annotations,
         };
-
-        // Blobs first, concurrently; then the manifest that points at them.
-        let mut uploads: Vec<(Descriptor, Option<PathBuf>)> =
-            sources.into_iter().map(|(d, p)| (d, Some(p))).collect();
-        uploads.push((config.clone(), config_source));
-        let blobs: Vec<(Descriptor, Transfer)> = futures_util::stream::iter(uploads)
-            .map(|(d, path)| async move {
-                let t = match path {
-                    Some(p) => self.push_blob(r, &d, &FileSource(p), progress).await?,
-                    None => {
-                        self.push_blob(r, &d, &BytesSource(Bytes::from_static(b"{}")), progress)
-                            .await?
-                    }
-                };
-                Ok::<_, Error>((d, t))
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .try_collect()
-            .await?;
         drop(packed);
 
         let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
@@ -401,26 +396,17 @@ impl Client {
     }
 }
 
+/// One blob of an artifact push.
+enum Upload {
+    /// A file (or a packed directory): its path, media type and descriptor annotations.
+    File(PathBuf, String, Option<BTreeMap<String, String>>),
+    /// The empty config.
+    Empty(Descriptor),
+}
+
 /// The sha256 digest and size of a file, read in a blocking thread.
 pub async fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p).map_err(|e| Error::file(&p, e))?;
-        let mut h = wharf_oci::Algorithm::Sha256.hasher();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::file(&p, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let size = h.len();
-        Ok((h.finish(), size))
-    })
-    .await
-    .map_err(|e| Error::Invalid(format!("hashing: {e}")))?
+    crate::digest_cache::digest_file(path, None).await
 }
 
 #[cfg(test)]

@@ -374,18 +374,27 @@ impl Client {
         }
         // The registry opened an ordinary session instead; close it so nothing lingers.
         if let Some(loc) = location(self, r, &resp) {
-            let _ = self
-                .send(
-                    r,
-                    Method::DELETE,
-                    &loc,
-                    &scope,
-                    HeaderMap::new(),
-                    Body::Empty,
-                )
-                .await;
+            self.cancel_upload(r, &loc).await;
         }
         Ok(false)
+    }
+
+    /// Ends the upload session at `loc`. Best effort: a session left open expires.
+    pub(crate) async fn cancel_upload(&self, r: &Reference, loc: &str) {
+        let scope = [repository_scope(&r.repository, true)];
+        let sent = self
+            .send(
+                r,
+                Method::DELETE,
+                loc,
+                &scope,
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!("cancelling the upload at {loc}: {e}");
+        }
     }
 
     pub async fn delete_blob(&self, r: &Reference, d: &Digest) -> Result<()> {
@@ -418,10 +427,24 @@ impl Client {
         progress: &SharedProgress,
     ) -> Result<Transfer> {
         progress.start(d);
-        let mut retry = Retry::new(&self.opts);
+        self.upload_retrying(r, d, source, progress, Retry::new(&self.opts))
+            .await?;
+        progress.finish(d, Transfer::Uploaded);
+        Ok(Transfer::Uploaded)
+    }
+
+    /// Uploads `d` in new sessions until one succeeds or `retry` gives up.
+    pub(crate) async fn upload_retrying(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        source: &dyn BlobSource,
+        progress: &SharedProgress,
+        mut retry: Retry,
+    ) -> Result<()> {
         loop {
             match self.upload(r, d, source, progress).await {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) => match retry.after_error(&e) {
                     Some(pause) => {
                         tracing::debug!("{}: {e}; starting a new upload in {pause:?}", d.digest);
@@ -432,11 +455,9 @@ impl Client {
                 },
             }
         }
-        progress.finish(d, Transfer::Uploaded);
-        Ok(Transfer::Uploaded)
     }
 
-    async fn start_upload(&self, r: &Reference) -> Result<String> {
+    pub(crate) async fn start_upload(&self, r: &Reference) -> Result<String> {
         let url = format!("{}/v2/{}/blobs/uploads/", self.base_url(r), r.repository);
         let scope = [repository_scope(&r.repository, true)];
         let resp = self
@@ -453,12 +474,27 @@ impl Client {
         source: &dyn BlobSource,
         progress: &SharedProgress,
     ) -> Result<()> {
-        let scope = [repository_scope(&r.repository, true)];
         let mut loc = self.start_upload(r).await?;
         if d.size <= self.opts.monolithic_limit.min(self.opts.chunk_size) {
             let body = counted(source.open(0, d.size).await?, d.clone(), progress);
             return self.close_upload(r, &loc, d, Some((body, d.size))).await;
         }
+        self.send_chunks(r, &mut loc, d, source, progress).await?;
+        self.close_upload(r, &loc, d, None).await
+    }
+
+    /// Sends `d.size` bytes of `source` to the session at `loc` in `chunk_size` PATCHes,
+    /// keeping `loc` at the session's latest `Location`. Only `d.size` is read from `d`, and
+    /// `d` is what `progress` hears about.
+    pub(crate) async fn send_chunks(
+        &self,
+        r: &Reference,
+        loc: &mut String,
+        d: &Descriptor,
+        source: &dyn BlobSource,
+        progress: &SharedProgress,
+    ) -> Result<()> {
+        let scope = [repository_scope(&r.repository, true)];
         let mut at = 0u64;
         // A chunk cut short resumes from the session's Range; two more tries than a request
         // gets, since a resume re-sends only what was lost.
@@ -480,19 +516,21 @@ impl Client {
                 .send(
                     r,
                     Method::PATCH,
-                    &loc,
+                    loc,
                     &scope,
                     h,
                     Body::Stream(reqwest::Body::wrap_stream(body)),
                 )
                 .await;
             let outcome = match sent {
-                Ok(resp) => check(resp, "PATCH", &loc).await,
+                Ok(resp) => check(resp, "PATCH", loc).await,
                 Err(e) => Err(e),
             };
             match outcome {
                 Ok(resp) => {
-                    loc = location(self, r, &resp).unwrap_or(loc);
+                    if let Some(l) = location(self, r, &resp) {
+                        *loc = l;
+                    }
                     at = range_end(&resp).map_or(at + len, |e| e + 1);
                 }
                 Err(e) if e.is_transient() || e.status() == Some(416) => {
@@ -502,22 +540,24 @@ impl Client {
                     };
                     tokio::time::sleep(pause).await;
                     let status = match self
-                        .send(r, Method::GET, &loc, &scope, HeaderMap::new(), Body::Empty)
+                        .send(r, Method::GET, loc, &scope, HeaderMap::new(), Body::Empty)
                         .await
                     {
-                        Ok(resp) => check(resp, "GET", &loc).await,
+                        Ok(resp) => check(resp, "GET", loc).await,
                         Err(e) => Err(e),
                     };
                     match status {
                         Ok(resp) => {
                             at = range_end(&resp).map_or(0, |e| e + 1);
-                            loc = location(self, r, &resp).unwrap_or(loc);
+                            if let Some(l) = location(self, r, &resp) {
+                                *loc = l;
+                            }
                         }
                         Err(status_err) => {
                             // Some registries (Distribution 2.8) invalidate a session whose
                             // chunk was cut short: start a new one.
                             tracing::debug!("{}: {status_err}; starting a new session", d.digest);
-                            loc = self.start_upload(r).await?;
+                            *loc = self.start_upload(r).await?;
                             at = 0;
                         }
                     }
@@ -527,10 +567,10 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        self.close_upload(r, &loc, d, None).await
+        Ok(())
     }
 
-    async fn close_upload(
+    pub(crate) async fn close_upload(
         &self,
         r: &Reference,
         loc: &str,

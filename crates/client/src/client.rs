@@ -72,6 +72,9 @@ pub struct ClientOptions {
     /// Credentials given directly, by registry, ahead of the stored ones.
     pub credentials: HashMap<String, Credential>,
     pub user_agent: String,
+    /// Where the digests of pushed files are remembered ([`crate::digest_cache`]); `None`
+    /// hashes every file on every push.
+    pub digest_cache: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -90,6 +93,7 @@ impl Default for ClientOptions {
             docker_config: DockerConfig::default_path(),
             credentials: HashMap::new(),
             user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
+            digest_cache: crate::digest_cache::default_dir(),
         }
     }
 }

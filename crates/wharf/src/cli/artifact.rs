@@ -22,7 +22,11 @@ use super::{
   wharf push registry.example.com/ml/model:v2,latest model.onnx:application/vnd.onnx \\
       --artifact-type application/vnd.example.model --annotation org.opencontainers.image.source=https://git.example/ml
   wharf push localhost:5000/site:v3 ./public          # a directory goes up as tar+gzip
-  wharf push localhost:5000/app:cfg --config config.json:application/vnd.example.config+json data.bin")]
+  wharf push localhost:5000/app:cfg --config config.json:application/vnd.example.config+json data.bin
+
+Files over 8 MiB start uploading while they are hashed. Their digests are remembered until the
+file changes, so pushing it again skips hashing: WHARF_CACHE_DIR (default
+$XDG_CACHE_HOME/wharf or ~/.cache/wharf) holds them, WHARF_NO_CACHE=1 turns this off.")]
 pub struct PushArgs {
     /// Where to push: REGISTRY/REPOSITORY[:TAG[,TAG...]].
     pub reference: String,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use wharf_client::manifests::descriptor;
-use wharf_client::{Error, FileSource, Reference};
+use wharf_client::{Error, Reference};
 
 use super::output::emit;
 use super::{progress, ClientArgs, TransferArgs};
@@ -113,7 +113,10 @@ pub enum BlobCommand {
     },
     /// Upload a file as a blob; prints its digest.
     #[command(after_help = "Examples:
-  wharf blob push localhost:5000/app data.bin")]
+  wharf blob push localhost:5000/app data.bin
+
+As with push, a file over 8 MiB starts uploading while it is hashed, and its digest is
+remembered in WHARF_CACHE_DIR until it changes (WHARF_NO_CACHE=1 turns this off).")]
     Push {
         /// REGISTRY/REPOSITORY.
         reference: String,
@@ -409,15 +412,15 @@ pub async fn blob(cmd: BlobCommand) -> Result<(), Error> {
         } => {
             let r: Reference = reference.parse()?;
             let c = client.transfer_client(&[&r], &transfer)?;
-            let (digest, size) = wharf_client::artifact::hash_file(&file).await?;
-            let d = descriptor("application/octet-stream".into(), digest.clone(), size);
             let p = progress::for_args(&client, &transfer);
-            let t = c.push_blob(&r, &d, &FileSource(file), &p).await?;
+            let (d, t) = c
+                .push_file(&r, &file, "application/octet-stream", None, &p)
+                .await?;
             drop(p);
             emit(
                 client.format,
-                &json!({"digest": digest, "size": size, "transfer": t}),
-                || digest.to_string(),
+                &json!({"digest": d.digest, "size": d.size, "transfer": t}),
+                || d.digest.to_string(),
             );
             Ok(())
         }
