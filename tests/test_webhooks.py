@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import OCI_MANIFEST, assert_config_refused, sha256, start_wharf, wait_for_log
+from conftest import (OCI_MANIFEST, assert_config_refused, run_wharf, sha256, start_wharf,
+                      wait_for_log)
 from oci_layout import write_layout
 from test_auth import users_config
 
@@ -276,6 +277,40 @@ def test_a_stop_delivers_the_events_already_queued(tmp_path, receiver):
         assert event["target"]["digest"] == digest and event["action"] == "push"
         assert len(receiver.events("/slow", delivered_only=False)) == 4
         assert "webhook events not delivered" not in s.log()
+    finally:
+        s.stop()
+
+
+def test_retention_and_collection_deletions_are_notified(tmp_path, receiver, tool_env):
+    """A collection pass sends a delete event for each tag retention let go and each manifest
+    it deleted, with the actor wharf-gc and no request; a dry run sends none."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text(hook("gone", receiver.url + "/gone", actions=["delete"])
+                   + hook("pushes", receiver.url + "/pushes", actions=["push"])
+                   + '[[retention]]\nrepositories = ["charts/**"]\nkeep_last = 1\n'
+                   + 'order = "semver"\n')
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        digests = {v: s.push_image("charts/app", v, layers=[f"chart {v}".encode()])[0]
+                   for v in ("1.0.0", "1.10.0", "1.2.0")}
+        receiver.wait_for("/pushes", 3)
+        run_wharf(tool_env, "gc", "--registry", s.host, "--dry-run", "--grace", "0s")
+        time.sleep(0.5)
+        assert receiver.events("/gone", delivered_only=False) == []
+        run_wharf(tool_env, "gc", "--registry", s.host, "--grace", "0s")
+        events = receiver.wait_for("/gone", 4)
+        assert len(events) == 4
+        tags = [(e["target"]["repository"], e["target"]["tag"]) for e in events[:2]]
+        assert sorted(tags) == [("charts/app", "1.0.0"), ("charts/app", "1.2.0")]
+        manifests = sorted(e["target"]["digest"] for e in events[2:])
+        assert manifests == sorted([digests["1.0.0"], digests["1.2.0"]])
+        for e in events:
+            assert e["action"] == "delete" and e["actor"] == {"name": "wharf-gc"}
+            assert e["request"]["method"] == "" and "host" not in e["request"]
+            assert "url" not in e["target"]
+        # the kept tag made no event, and deletions go only where deletes are wanted
+        assert all(e["target"].get("tag") != "1.10.0" for e in events)
+        assert len(receiver.events("/pushes")) == 3
     finally:
         s.stop()
 

@@ -60,7 +60,13 @@ pub(crate) async fn run(app: &App, req: Request, caller: Option<&Caller>) -> Api
         dry_run,
         upload_expiry: app.options.gc.upload_expiry,
     };
-    let report = pass(&app.registry, app.options.metrics.as_deref(), &opts).await;
+    let report = pass(
+        &app.registry,
+        app.options.metrics.as_deref(),
+        app.options.webhooks.as_deref(),
+        &opts,
+    )
+    .await;
     match report? {
         Some(report) => {
             let body = serde_json::to_string(&report).expect("report serialises");
@@ -74,11 +80,13 @@ pub(crate) async fn run(app: &App, req: Request, caller: Option<&Caller>) -> Api
     }
 }
 
-/// Runs one collection pass, scheduled or on demand, and logs and counts it (a dry run is
-/// logged, not counted). `None`: another replica's pass was running.
+/// Runs one collection pass, scheduled or on demand, and logs and counts it and sends the
+/// delete events of what it deleted (a dry run is only logged). `None`: another replica's
+/// pass was running.
 pub async fn pass(
     registry: &wharf_store::Registry,
     metrics: Option<&crate::metrics::Metrics>,
+    webhooks: Option<&crate::webhooks::Webhooks>,
     opts: &GcOptions,
 ) -> Result<Option<wharf_store::GcReport>, wharf_store::StoreError> {
     let started = std::time::Instant::now();
@@ -104,6 +112,9 @@ pub async fn pass(
             Ok(r) => m.collected(r.as_ref()),
             Err(_) => m.collect_failed(),
         }
+    }
+    if let (Some(hooks), Ok(Some(r)), false) = (webhooks, &report, opts.dry_run) {
+        hooks.collected(r);
     }
     report
 }

@@ -175,6 +175,9 @@ fn cosign_subject(tag: &str) -> Option<Digest> {
     format!("{alg}:{hex}").parse().ok()
 }
 
+/// The actor of the events a garbage collection pass makes (retention and collection).
+pub const GC_ACTOR: &str = "wharf-gc";
+
 /// The request an event came from.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RequestRecord {
@@ -440,6 +443,37 @@ impl Webhooks {
                 }
             }
         }
+    }
+
+    /// Queues the delete events of a collection pass: the tags retention let go, then the
+    /// manifests it deleted. No request made them; the actor is [`GC_ACTOR`].
+    pub fn collected(&self, report: &wharf_store::GcReport) {
+        let tags = report.tags.iter().filter_map(|t| {
+            let (repository, tag) = t.split_once(':')?;
+            Some(Notice {
+                tag: Some(tag.to_string()),
+                ..Notice::new(Action::Delete, repository)
+            })
+        });
+        let manifests = report.manifests.iter().filter_map(|m| {
+            let (repository, digest) = m.split_once('@')?;
+            Some(Notice {
+                digest: Some(digest.parse().ok()?),
+                ..Notice::new(Action::Delete, repository)
+            })
+        });
+        let notices = Notices(tags.chain(manifests).collect());
+        if notices.0.is_empty() {
+            return;
+        }
+        let request = RequestRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            addr: None,
+            host: None,
+            method: String::new(),
+            useragent: String::new(),
+        };
+        self.notify(&notices, &request, Some(GC_ACTOR));
     }
 
     fn event(&self, n: &Notice, request: &RequestRecord, actor: Option<&str>) -> Event {

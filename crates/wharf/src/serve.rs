@@ -254,14 +254,6 @@ async fn serve(s: Settings) -> Result<(), String> {
         grace: Duration::from_secs(s.gc.grace_secs.unwrap_or(crate::gc::DEFAULT_GRACE_SECS)),
         upload_expiry: Duration::from_secs(s.upload_expiry_secs),
     };
-    if let (Some(every), false) = (s.gc.interval_secs.filter(|n| *n > 0), s.read_only) {
-        tokio::spawn(gc_on_schedule(
-            registry.clone(),
-            metrics.clone(),
-            Duration::from_secs(every),
-            gc_defaults.clone(),
-        ));
-    }
     let webhooks = match s.webhooks.is_empty() {
         true => None,
         false => {
@@ -275,6 +267,15 @@ async fn serve(s: Settings) -> Result<(), String> {
             )?)
         }
     };
+    if let (Some(every), false) = (s.gc.interval_secs.filter(|n| *n > 0), s.read_only) {
+        tokio::spawn(gc_on_schedule(
+            registry.clone(),
+            metrics.clone(),
+            webhooks.clone(),
+            Duration::from_secs(every),
+            gc_defaults.clone(),
+        ));
+    }
     let app = wharf_server::router(
         registry,
         ServerOptions {
@@ -329,6 +330,7 @@ async fn serve(s: Settings) -> Result<(), String> {
 async fn gc_on_schedule(
     registry: std::sync::Arc<wharf_store::Registry>,
     metrics: Option<std::sync::Arc<wharf_server::metrics::Metrics>>,
+    webhooks: Option<std::sync::Arc<wharf_server::webhooks::Webhooks>>,
     every: Duration,
     defaults: wharf_server::GcDefaults,
 ) {
@@ -342,7 +344,7 @@ async fn gc_on_schedule(
         // Logged and counted inside; a failed pass is tried again at the next interval.
         let ran = registry
             .scheduled_pass("gc", every, || {
-                wharf_server::gc::pass(&registry, metrics.as_deref(), &opts)
+                wharf_server::gc::pass(&registry, metrics.as_deref(), webhooks.as_deref(), &opts)
             })
             .await;
         if let Ok(None) = ran {
