@@ -88,8 +88,15 @@ def test_a_remembered_digest_skips_hashing_and_follows_changes(tool_env, tmp_pat
         assert not (cache / "file-digests").exists() or \
             list((cache / "file-digests").iterdir()) == []
 
+        small = tmp_path / "small.bin"
+        small.write_bytes(os.urandom(100_000))
         settled(f)
+        settled(small)
         blob_push(env, tmp_path, f"{s.host}/a/first")
+        # A small file is hashed in moments: it is not remembered.
+        p = subprocess.run([str(WHARF), "push", f"{s.host}/a/small:v1", "small.bin"],
+                           capture_output=True, env=env, timeout=60, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
         (entry,) = (cache / "file-digests").iterdir()
         assert entry.read_text().split()[-1] == sha256(data)
 

@@ -11,7 +11,7 @@
 //!
 //! The cache lives in `$WHARF_CACHE_DIR/file-digests` (by default under `$XDG_CACHE_HOME`
 //! or `~/.cache`, in `wharf/`); `WHARF_NO_CACHE=1` turns it off. Each entry is one short file
-//! (`<device>-<inode>`), written whole by rename.
+//! (`<device>-<inode>`), written whole by rename; the most recently written 4096 are kept.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -150,19 +150,45 @@ fn hash(path: &Path) -> Result<(Digest, u64)> {
     Ok((h.finish(), size))
 }
 
-/// Writes an entry whole (temporary file, then rename). A cache that cannot be written is
-/// not an error: the next push hashes again.
+/// Writes an entry whole (temporary file, then rename), then keeps the cache within
+/// [`MAX_ENTRIES`]. A cache that cannot be written is not an error: the next push hashes
+/// again.
 fn record(dir: &Path, s: &Stamp, digest: &Digest) {
     let written = std::fs::create_dir_all(dir).and_then(|()| {
         let tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::fs::write(tmp.path(), s.line(digest))?;
         tmp.persist(dir.join(s.entry_name()))
             .map(drop)
-            .map_err(|e| e.error)
+            .map_err(|e| e.error)?;
+        prune(dir, MAX_ENTRIES)
     });
     if let Err(e) = written {
         tracing::debug!("recording a digest in {}: {e}", dir.display());
     }
+}
+
+/// Entries kept at most. Nothing says when a file is gone (an entry is found by the inode
+/// of a file that exists), so the least recently written go once there are more.
+const MAX_ENTRIES: usize = 4096;
+
+/// Deletes the oldest entries of `dir` beyond `keep`, down to three quarters of it, so that
+/// a full cache is pruned once in a while rather than at every push.
+fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
+    let mut entries: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            Some((e.metadata().ok()?.modified().ok()?, e.path()))
+        })
+        .collect();
+    if entries.len() <= keep {
+        return Ok(());
+    }
+    entries.sort();
+    let excess = entries.len() - keep * 3 / 4;
+    for (_, path) in entries.into_iter().take(excess) {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -203,6 +229,27 @@ mod tests {
             digest_file(&file, Some(&cache)).await.unwrap(),
             (Digest::sha256_of(b"two"), 3)
         );
+    }
+
+    #[test]
+    fn a_full_cache_loses_its_oldest_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..10u64 {
+            let p = tmp.path().join(format!("e{i}"));
+            std::fs::write(&p, "x").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(old + Duration::from_secs(i)).unwrap();
+        }
+        prune(tmp.path(), 10).unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 10);
+        prune(tmp.path(), 8).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["e4", "e5", "e6", "e7", "e8", "e9"]);
     }
 
     #[test]

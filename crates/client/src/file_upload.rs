@@ -43,12 +43,15 @@ impl Client {
             .await
             .map_err(|e| Error::file(path, e))?
             .len();
-        let cache = self.opts.digest_cache.as_deref();
+        // Small files hash in moments and go up in one request: neither the cache nor the
+        // early start is worth it for them.
+        let small = size <= self.opts.monolithic_limit.min(self.opts.chunk_size);
+        let cache = self.opts.digest_cache.as_deref().filter(|_| !small);
         let known = cache.and_then(|dir| digest_cache::lookup(dir, path));
-        if known.is_some() || size <= self.opts.monolithic_limit.min(self.opts.chunk_size) {
+        if small || known.is_some() {
             let (digest, size) = match known {
                 Some(k) => k,
-                None => digest_file(path, cache).await?,
+                None => digest_file(path, None).await?,
             };
             let d = described(digest, size);
             let t = self.push_blob(r, &d, &source, progress).await?;
