@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 from conftest import WHARF, sha256, start_wharf
@@ -128,5 +129,40 @@ def test_a_remembered_digest_skips_hashing_and_follows_changes(tool_env, tmp_pat
         push_in(off, tmp_path, f"{s.host}/a/off:v1")
         after = {p.name: p.read_text() for p in (cache / "file-digests").iterdir()}
         assert after == before
+    finally:
+        s.stop()
+
+
+def test_a_file_that_grows_while_it_is_pushed_is_refused(tool_env, tmp_path):
+    """A file still being written (a log, a download) is not pushed half-way: the size read
+    at the start and the bytes hashed disagree, and the push says so."""
+    s = start_wharf(tmp_path / "data")
+    stop = threading.Event()
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(64 * MiB))
+
+    def grow():
+        with open(f, "ab") as out:
+            while not stop.is_set():
+                out.write(os.urandom(256 * 1024))
+                out.flush()
+                time.sleep(0.002)
+
+    t = threading.Thread(target=grow)
+    t.start()
+    try:
+        p = subprocess.run([str(WHARF), "push", f"{s.host}/a/growing:v1", "big.bin"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**tool_env, "WHARF_NO_CACHE": "1"})
+    finally:
+        stop.set()
+        t.join()
+    try:
+        assert p.returncode == 1, p.stdout
+        assert p.stderr.splitlines()[-1] == \
+            "wharf: error: big.bin: the file changed while it was being pushed", p.stderr
+        assert s("GET", "/v2/a/growing/manifests/v1").status_code == 404
+        # nothing half-written is left behind
+        assert list((s.data_dir / "uploads").iterdir()) == []
     finally:
         s.stop()
