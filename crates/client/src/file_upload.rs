@@ -75,7 +75,9 @@ impl Client {
         // Stands in for the descriptor until the digest is known: send_chunks reads its size.
         let provisional = described(Digest::sha256_of(b""), size);
         let mut loc = self.start_upload(r).await?;
-        let (known, sent) = {
+        // The race's outcome: the descriptor, and how the upload went (`None`: the registry
+        // has the blob, so the upload was stopped or is not needed).
+        let settled = {
             let send = self.send_chunks(r, &mut loc, &provisional, &source, &late_shared);
             tokio::pin!(send);
             tokio::pin!(identify);
@@ -84,31 +86,33 @@ impl Client {
                     Ok((d, false)) => {
                         late.know(&d);
                         let sent = send.await;
-                        (Ok((d, false)), Some(sent))
+                        Ok((d, Some(sent)))
                     }
                     // Dropping `send` stops the upload.
-                    other => (other, None),
+                    Ok((d, true)) => Ok((d, None)),
+                    Err(e) => Err(e),
                 },
-                sent = &mut send => ((&mut identify).await, Some(sent)),
+                sent = &mut send => (&mut identify)
+                    .await
+                    .map(|(d, exists)| (d, (!exists).then_some(sent))),
             }
         };
-        let (d, exists) = match known {
-            Ok(k) => k,
+        let (d, sent) = match settled {
+            Ok(s) => s,
             Err(e) => {
                 self.cancel_upload(r, &loc).await;
                 return Err(e);
             }
         };
-        if exists {
+        let Some(sent) = sent else {
             self.cancel_upload(r, &loc).await;
             progress.finish(&d, Transfer::Exists);
             return Ok((d, Transfer::Exists));
-        }
+        };
         late.know(&d);
         let outcome = match sent {
-            Some(Ok(())) => self.close_upload(r, &loc, &d, None).await,
-            Some(Err(e)) => Err(e),
-            None => unreachable!("a blob the registry lacks is always sent"),
+            Ok(()) => self.close_upload(r, &loc, &d, None).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = outcome {
             // As any upload does: a new session from the start, if the error is worth it.
