@@ -54,6 +54,16 @@ def test_json_schema_of_each_command(registry, tmp_path):
     h = registry.host
     (tmp_path / "a.txt").write_text("a\n")
     run = lambda *a: wharf(tmp_path, *a, "--format", "json")  # noqa: E731
+    # blobs in the manifest's order, the files as given and then the config, however the
+    # concurrent uploads finish (the large one goes up in chunks, the others at once)
+    names = ["z.bin", "big.bin", "m.txt"]
+    for n in names:
+        (tmp_path / n).write_bytes(os.urandom(12 << 20 if n == "big.bin" else 100))
+    many = json.loads(run("push", f"{h}/j/many:v1", *(tmp_path / n for n in names)).stdout)
+    titles = [b.get("annotations", {}).get("org.opencontainers.image.title")
+              for b in many["blobs"]]
+    assert titles == names + [None], titles
+    assert many["blobs"][-1]["mediaType"] == "application/vnd.oci.empty.v1+json"
     p = run("push", f"{h}/j/app:v1,v2,latest", tmp_path / "a.txt")
     push = json.loads(p.stdout)
     assert_camel(push)
