@@ -117,6 +117,12 @@ pub async fn digest_file(path: &Path, cache: Option<&Path>) -> Result<(Digest, u
         tracing::debug!("{}: digest from the cache", path.display());
         return Ok(found);
     }
+    hash_and_record(path, cache).await
+}
+
+/// Hashes the file at `path` (in a blocking thread) and records its digest in `cache` when
+/// the file stayed as it was and had settled; for a caller that looked it up already.
+pub(crate) async fn hash_and_record(path: &Path, cache: Option<&Path>) -> Result<(Digest, u64)> {
     let (p, dir) = (path.to_path_buf(), cache.map(Path::to_path_buf));
     tokio::task::spawn_blocking(move || {
         let started = SystemTime::now();

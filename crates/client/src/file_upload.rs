@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use wharf_oci::{Descriptor, Digest};
 
 use crate::blobs::{FileSource, Progress, SharedProgress, Transfer};
-use crate::digest_cache::{self, digest_file};
+use crate::digest_cache;
 use crate::manifests::descriptor;
 use crate::retry::Retry;
 use crate::{Client, Error, Reference, Result};
@@ -51,7 +51,7 @@ impl Client {
         if small || known.is_some() {
             let (digest, size) = match known {
                 Some(k) => k,
-                None => digest_file(path, None).await?,
+                None => digest_cache::hash_and_record(path, None).await?,
             };
             let d = described(digest, size);
             let t = self.push_blob(r, &d, &source, progress).await?;
@@ -59,7 +59,7 @@ impl Client {
         }
 
         let identify = async {
-            let (digest, hashed) = digest_file(path, cache).await?;
+            let (digest, hashed) = digest_cache::hash_and_record(path, cache).await?;
             if hashed != size {
                 return Err(Error::Invalid(format!(
                     "{}: the file changed while it was being pushed",
