@@ -150,7 +150,7 @@ impl Client {
                 .layers
                 .iter()
                 .filter(|l| l.media_type == FLUX_CONTENT || l.media_type.ends_with("tar+gzip"))
-                .map(|l| (l.clone(), Place::Unpack))
+                .map(|l| (l.clone(), Place::Unpack(None)))
                 .collect();
             (PulledKind::FluxBundle, plan)
         } else if titled {
@@ -166,7 +166,8 @@ impl Client {
                     .and_then(|a| a.get(ANNOTATION_UNPACK))
                     .is_some_and(|v| v == "true");
                 let place = if unpack {
-                    Place::Unpack
+                    // The archive's entries start with the title, so this is where it lands.
+                    Place::Unpack(Some(safe_join(dir, title)?))
                 } else {
                     Place::File(safe_join(dir, title)?)
                 };
@@ -304,7 +305,7 @@ impl Client {
                 let dest = match &place {
                     Place::File(p) => p.clone(),
                     Place::Named(n) => dir.join(n),
-                    Place::Unpack | Place::Layer => {
+                    Place::Unpack(_) | Place::Layer => {
                         let tmp = tempfile::NamedTempFile::new_in(dir)
                             .map_err(|e| Error::file(dir, e))?;
                         let tmp_path = tmp.into_temp_path();
@@ -313,8 +314,12 @@ impl Client {
                         tokio::task::spawn_blocking(move || unpack_directory(&blob, &into))
                             .await
                             .map_err(|e| Error::Invalid(format!("unpacking: {e}")))??;
+                        let landed = match &place {
+                            Place::Unpack(Some(p)) => p.as_path(),
+                            _ => dir,
+                        };
                         let w = Written {
-                            path: dir.display().to_string(),
+                            path: landed.display().to_string(),
                             digest: l.digest.clone(),
                             size: l.size,
                         };
@@ -344,8 +349,8 @@ enum Place {
     File(PathBuf),
     /// A file by a name we chose (a chart's).
     Named(String),
-    /// A tar+gzip unpacked into the directory.
-    Unpack,
+    /// A tar+gzip unpacked into the directory; a titled one lands at the path given.
+    Unpack(Option<PathBuf>),
     /// A container image layer, applied over the ones before it.
     Layer,
 }
