@@ -75,6 +75,14 @@ def test_json_schema_of_each_command(registry, tmp_path):
     assert_camel(pull)
     assert pull["kind"] == "artifact"
     assert [w["path"] for w in pull["written"]] == [str(tmp_path / "out" / "a.txt")]
+    # a directory reports where it was unpacked, not the output directory
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "x.yaml").write_text("x: 1\n")
+    run("push", f"{h}/j/dir:v1", tmp_path / "a.txt", tmp_path / "deploy")
+    pulled = json.loads(run("pull", f"{h}/j/dir:v1", "-o", tmp_path / "dout").stdout)
+    assert [w["path"] for w in pulled["written"]] == [
+        str(tmp_path / "dout" / "a.txt"), str(tmp_path / "dout" / "deploy")]
+    assert (tmp_path / "dout" / "deploy" / "x.yaml").read_text() == "x: 1\n"
     cp = json.loads(run("cp", f"{h}/j/app:v1", f"{h}/k/app:c1,c2").stdout)
     assert_camel(cp)
     assert cp["tags"] == ["c1", "c2"] and cp["manifests"] == 1
@@ -155,6 +163,21 @@ def test_errors_are_json_with_format_json(registry, tmp_path):
     assert p.returncode == 6
     assert json.loads(p.stdout) == {"error": {
         "message": "cannot reach 127.0.0.1:1: connection refused", "exitCode": 6}}
+    # a file that is not there: the system's words, without Rust's "(os error 2)"
+    p = wharf(tmp_path, "push", f"{registry.host}/j/x:v1", tmp_path / "missing.txt")
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"wharf: error: {tmp_path / 'missing.txt'}: No such file or directory"
+    # the operator commands fail in the same shape
+    (tmp_path / "bad.toml").write_text("no_such_key = 1\n")
+    for args in (["scrub"], ["gc", "--dry-run"], ["admin", "usage"]):
+        p = wharf(tmp_path, *args, "--config", tmp_path / "bad.toml", "--format", "json")
+        assert p.returncode == 1 and p.stderr == "", (args, p.stderr)
+        err = json.loads(p.stdout)["error"]
+        assert err["exitCode"] == 1 and "no_such_key" in err["message"], (args, err)
+        p = wharf(tmp_path, *args, "--config", tmp_path / "bad.toml")
+        assert p.returncode == 1 and p.stdout == "", args
+        assert p.stderr.startswith("wharf: error: ") and "no_such_key" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def run_in_terminal(args, cols, env, timeout=60):

@@ -88,6 +88,14 @@ def test_missing_config_file(tmp_path):
     assert r.returncode == 1 and "cannot read config file" in r.stderr
 
 
+def test_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "d").write_text("")
+    r = subprocess.run([str(WHARF), "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr == f"wharf: error: the data directory {tmp_path / 'd'} is a file, not a directory\n"
+
+
 def test_non_loopback_without_auth_is_refused(tmp_path):
     r = subprocess.run([str(WHARF), "serve", "--listen", "0.0.0.0:0", "--data-dir",
                         str(tmp_path / "d")], capture_output=True, text=True, timeout=30)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 use wharf_client::Reference;
 use wharf_store::{GcOptions, MetadataLocation};
 
@@ -51,14 +51,7 @@ pub fn run(args: GcArgs) -> ExitCode {
             print_report(&report, json_out);
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            if json_out {
-                println!("{}", json!({ "error": e }));
-            } else {
-                eprintln!("wharf: error: {e}");
-            }
-            ExitCode::from(1)
-        }
+        Err(e) => crate::cli::operator_failure(&e, json_out),
     }
 }
 
@@ -170,6 +163,12 @@ impl ServeLock {
     fn open(db: &std::path::Path) -> Result<std::fs::File, String> {
         let path = db.with_extension("lock");
         if let Some(dir) = path.parent() {
+            if dir.exists() && !dir.is_dir() {
+                return Err(format!(
+                    "the data directory {} is a file, not a directory",
+                    dir.display()
+                ));
+            }
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }

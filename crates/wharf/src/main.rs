@@ -178,10 +178,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wharf: error: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => cli::operator_failure(&e.to_string(), json_output),
     }
 }
 

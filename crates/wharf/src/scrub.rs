@@ -31,14 +31,7 @@ pub fn run(args: ScrubArgs) -> ExitCode {
     let json = args.format == "json";
     match scrub(args) {
         Ok(code) => code,
-        Err(e) => {
-            if json {
-                println!("{}", json!({"error": e}));
-            } else {
-                eprintln!("wharf: error: {e}");
-            }
-            ExitCode::from(1)
-        }
+        Err(e) => crate::cli::operator_failure(&e, json),
     }
 }
 

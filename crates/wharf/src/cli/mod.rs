@@ -383,6 +383,22 @@ pub fn error_json(e: &Error) -> String {
     serde_json::to_string_pretty(&serde_json::json!({ "error": err })).expect("JSON serialises")
 }
 
+/// Reports the failure of an operator command (`serve`, `gc`, `scrub`, `admin`): the same
+/// one line, or with `--format json` the same document, as a client command's failure.
+pub fn operator_failure(message: &str, json: bool) -> std::process::ExitCode {
+    let message = without_os_error_numbers(message);
+    if json {
+        let doc = serde_json::json!({ "error": { "message": message, "exitCode": 1 } });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON serialises")
+        );
+    } else {
+        eprintln!("wharf: error: {message}");
+    }
+    std::process::ExitCode::from(1)
+}
+
 /// Runs a client command on a runtime of its own.
 pub fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Result<(), Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -408,12 +424,47 @@ pub fn describe(e: &Error) -> String {
         }
         src = c.source();
     }
-    s
+    without_os_error_numbers(&s)
+}
+
+/// Drops the ` (os error N)` that Rust appends to system errors: the words before it already
+/// say what happened, and the number means nothing to a person.
+pub fn without_os_error_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let tail = &rest[at + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        assert_eq!(
+            without_os_error_numbers("a.txt: No such file or directory (os error 2)"),
+            "a.txt: No such file or directory"
+        );
+        assert_eq!(
+            without_os_error_numbers("x (os error 13): y (os error 28)"),
+            "x: y"
+        );
+        // not an os error number: left as it is
+        assert_eq!(without_os_error_numbers("a (os error x)"), "a (os error x)");
+        assert_eq!(without_os_error_numbers("a (os error 2"), "a (os error 2");
+    }
 
     #[test]
     fn several_tags() {
