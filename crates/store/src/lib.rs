@@ -18,12 +18,6 @@ pub mod meta;
 mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "postgres")]
-mod postgres_gc;
-#[cfg(feature = "postgres")]
-mod postgres_index;
-#[cfg(feature = "postgres")]
-mod postgres_tls;
 pub mod quota;
 pub mod registry;
 pub mod retention;

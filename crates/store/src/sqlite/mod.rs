@@ -16,20 +16,21 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wharf_oci::{Digest, Reference};
 
-use wharf_auth::ApiKeyRecord;
-
 use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
 use crate::{Result, SchemaVersions, StoreError};
 
+mod api_keys;
 mod failure;
 mod gc;
 mod index;
 mod schema;
+mod writer;
 use failure::CommitFailure;
 use schema::MIGRATIONS;
+use writer::{writer_thread, WriteJob};
 
 /// Links a blob into a repository, or refreshes the link's time: garbage collection spares
 /// an unreferenced link for its grace period counted from the last upload or mount.
@@ -45,64 +46,6 @@ pub struct SqliteMetadataStore {
     /// Why the writer last could not start a transaction, for the writes it had to drop.
     last_failure: Arc<Mutex<Option<CommitFailure>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
-}
-
-/// Most writes committed together; bounds how long the first in a group waits for the rest.
-const MAX_GROUP: usize = 256;
-
-/// A write waiting for the writer thread: runs against the connection inside its savepoint,
-/// says whether it succeeded, and returns what to do once the group's commit is known.
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
-type Completion = Box<dyn FnOnce(std::result::Result<(), CommitFailure>) + Send>;
-
-fn writer_thread(
-    conn: Connection,
-    dir: PathBuf,
-    last_failure: Arc<Mutex<Option<CommitFailure>>>,
-    jobs: std::sync::mpsc::Receiver<WriteJob>,
-) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(j) => group.push(j),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!("metadata write transaction could not start: {e}");
-            // Dropping the jobs answers each with this failure.
-            *last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(CommitFailure::of(e, &dir));
-            continue;
-        }
-        let mut completions = Vec::with_capacity(group.len());
-        for job in group {
-            let savepoint = conn.execute_batch("SAVEPOINT write");
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
-            let ok = matches!(outcome, Ok((true, _)));
-            let undo = if ok {
-                "RELEASE write"
-            } else {
-                "ROLLBACK TO write; RELEASE write"
-            };
-            if savepoint.is_ok() {
-                let _ = conn.execute_batch(undo);
-            }
-            if let Ok((_, done)) = outcome {
-                completions.push(done);
-            }
-        }
-        let commit = conn
-            .execute_batch("COMMIT")
-            .map_err(|e| CommitFailure::of(e, &dir));
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for done in completions {
-            done(commit.clone());
-        }
-    }
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -149,40 +92,6 @@ impl SqliteMetadataStore {
     /// The schema version found when opening, and the one now in place.
     pub fn schema_versions(&self) -> SchemaVersions {
         self.versions
-    }
-
-    /// Runs `f` in the next group commit and answers once that commit is durable.
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
-        let job: WriteJob = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let done: Completion = Box::new(move |commit| {
-                let _ = tx.send(match (result, commit) {
-                    (Ok(v), Ok(())) => Ok(v),
-                    (Ok(_), Err(e)) => Err(e.into_error("commit failed")),
-                    (Err(e), _) => Err(e),
-                });
-            });
-            (ok, done)
-        });
-        self.writer
-            .send(job)
-            .map_err(|_| StoreError::Database("the metadata writer has stopped".into()))?;
-        rx.await.map_err(|_| {
-            let failure = self
-                .last_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            failure
-                .unwrap_or(CommitFailure::Other("the writer dropped it".into()))
-                .into_error("the metadata write was abandoned")
-        })?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -685,73 +594,4 @@ impl MetadataStore for SqliteMetadataStore {
         })
         .await
     }
-}
-
-impl SqliteMetadataStore {
-    async fn db_api_key_create(&self, key: &ApiKeyRecord) -> Result<bool> {
-        let k = key.clone();
-        self.write(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "INSERT INTO api_keys (name, secret_sha256, grants, created_at, expires_at, revoked_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL) ON CONFLICT (name) DO NOTHING",
-                )?
-                .execute(params![k.name, k.secret_sha256, k.grants, k.created_at, k.expires_at])?
-                > 0)
-        })
-        .await
-    }
-
-    async fn db_api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
-        let name = name.to_string();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached(&format!("{API_KEY_COLUMNS} WHERE name = ?1"))?
-                    .query_map([name], api_key_row)?
-                    .next()
-                    .transpose()?,
-            )
-        })
-        .await
-    }
-
-    async fn db_api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached(&format!("{API_KEY_COLUMNS} ORDER BY name"))?
-                    .query_map([], api_key_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            )
-        })
-        .await
-    }
-
-    async fn db_api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
-        let name = name.to_string();
-        self.write(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                )?
-                .execute(params![name, at])?
-                > 0)
-        })
-        .await
-    }
-}
-
-crate::meta::api_key_store!(SqliteMetadataStore);
-
-const API_KEY_COLUMNS: &str =
-    "SELECT name, secret_sha256, grants, created_at, expires_at, revoked_at FROM api_keys";
-
-fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        name: r.get(0)?,
-        secret_sha256: r.get(1)?,
-        grants: r.get(2)?,
-        created_at: r.get(3)?,
-        expires_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-    })
 }

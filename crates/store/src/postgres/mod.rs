@@ -11,114 +11,19 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use wharf_oci::{Digest, Reference};
 
-use wharf_auth::ApiKeyRecord;
-
 use crate::index::{ArtifactInfo, ArtifactQuery, ArtifactRecord};
 use crate::meta::{
     now, parse_digest, MetadataStore, NewManifest, ReferrerRecord, StoredManifest, UploadRecord,
 };
-use crate::postgres_gc;
-use crate::postgres_index;
-use crate::postgres_tls::Transport;
 use crate::{Result, SchemaVersions, StoreError};
 
-/// Schema versions, applied in order; `wharf_schema.version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE repositories (
-    name TEXT COLLATE "C" PRIMARY KEY
-);
-CREATE TABLE blobs (
-    repo   TEXT COLLATE "C" NOT NULL,
-    digest TEXT COLLATE "C" NOT NULL,
-    size   BIGINT NOT NULL,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX blobs_by_digest ON blobs (digest);
-CREATE TABLE manifests (
-    repo          TEXT COLLATE "C" NOT NULL,
-    digest        TEXT COLLATE "C" NOT NULL,
-    media_type    TEXT NOT NULL,
-    size          BIGINT NOT NULL,
-    content       BYTEA NOT NULL,
-    subject       TEXT COLLATE "C",
-    artifact_type TEXT,
-    annotations   TEXT,
-    created_at    BIGINT NOT NULL,
-    PRIMARY KEY (repo, digest)
-);
-CREATE INDEX manifests_by_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
-CREATE TABLE tags (
-    repo       TEXT COLLATE "C" NOT NULL,
-    tag        TEXT COLLATE "C" NOT NULL,
-    digest     TEXT COLLATE "C" NOT NULL,
-    updated_at BIGINT NOT NULL,
-    PRIMARY KEY (repo, tag)
-);
-CREATE INDEX tags_by_digest ON tags (repo, digest);
-CREATE TABLE uploads (
-    id         TEXT PRIMARY KEY,
-    repo       TEXT COLLATE "C" NOT NULL,
-    size       BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-"#,
-    r#"
-ALTER TABLE uploads ADD COLUMN state BYTEA NOT NULL DEFAULT ''::bytea;
-"#,
-    r#"
-CREATE TABLE api_keys (
-    name          TEXT COLLATE "C" PRIMARY KEY,
-    secret_sha256 TEXT NOT NULL,
-    grants        TEXT NOT NULL,
-    created_at    BIGINT NOT NULL,
-    expires_at    BIGINT,
-    revoked_at    BIGINT
-);
-"#,
-    r#"
-ALTER TABLE manifests ADD COLUMN kind TEXT, ADD COLUMN title TEXT, ADD COLUMN version TEXT,
-  ADD COLUMN app_version TEXT, ADD COLUMN description TEXT, ADD COLUMN keywords TEXT,
-  ADD COLUMN details TEXT, ADD COLUMN total_size BIGINT, ADD COLUMN search_text TEXT,
-  ADD COLUMN version_key TEXT;
-CREATE INDEX manifests_search ON manifests (repo, digest, kind) INCLUDE (version_key, search_text)
-  WHERE kind IS NOT NULL;
-"#,
-    r#"
-ALTER TABLE blobs ADD COLUMN linked_at BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE manifests ADD COLUMN pushed_at BIGINT NOT NULL DEFAULT 0;
-UPDATE manifests SET pushed_at = created_at;
-CREATE TABLE manifest_refs (
-    repo     TEXT COLLATE "C" NOT NULL,
-    child    TEXT COLLATE "C" NOT NULL,
-    manifest TEXT COLLATE "C" NOT NULL,
-    PRIMARY KEY (repo, child, manifest)
-);
-CREATE INDEX manifest_refs_by_manifest ON manifest_refs (repo, manifest);
-INSERT INTO manifest_refs (repo, child, manifest)
-  SELECT DISTINCT repo, child, digest FROM (
-    SELECT m.repo, m.digest, convert_from(m.content, 'UTF8')::jsonb -> 'config' ->> 'digest' AS child
-      FROM manifests m
-    UNION ALL
-    SELECT m.repo, m.digest, e ->> 'digest'
-      FROM manifests m,
-           jsonb_array_elements(COALESCE(convert_from(m.content, 'UTF8')::jsonb -> 'layers', '[]'::jsonb)) e
-    UNION ALL
-    SELECT m.repo, m.digest, e ->> 'digest'
-      FROM manifests m,
-           jsonb_array_elements(COALESCE(convert_from(m.content, 'UTF8')::jsonb -> 'manifests', '[]'::jsonb)) e
-  ) refs
-  WHERE child IS NOT NULL
-ON CONFLICT DO NOTHING;
-"#,
-    r#"
-CREATE TABLE registry_state (
-    key   TEXT COLLATE "C" PRIMARY KEY,
-    value BIGINT NOT NULL
-);
-"#,
-];
+mod api_keys;
+mod gc;
+mod index;
+mod schema;
+mod tls;
+use schema::MIGRATIONS;
+use tls::Transport;
 
 /// Links a blob into a repository, or refreshes the link's time: garbage collection spares
 /// an unreferenced link for its grace period counted from the last upload or mount.
@@ -133,7 +38,7 @@ pub struct PostgresMetadataStore {
     /// The connection holding the collector's gate exclusively, while a step runs: its
     /// deletions run on it (a transaction on another connection would wait for the gate
     /// the step itself holds, and pushes waiting for the gate may hold every other one).
-    pub(crate) gate: crate::postgres_gc::GateSlot,
+    pub(crate) gate: gc::GateSlot,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -167,7 +72,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 impl PostgresMetadataStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`). Does not migrate.
     pub fn connect(url: &str) -> Result<PostgresMetadataStore> {
-        let (url, transport) = crate::postgres_tls::split(url)?;
+        let (url, transport) = tls::split(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
@@ -265,7 +170,7 @@ impl MetadataStore for PostgresMetadataStore {
     async fn blob_link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        postgres_gc::gate_shared(&tx).await?;
+        gc::gate_shared(&tx).await?;
         ensure_repo(&tx, repo).await?;
         let st = tx.prepare_cached(LINK_BLOB).await?;
         tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64), &now()])
@@ -336,7 +241,7 @@ impl MetadataStore for PostgresMetadataStore {
         };
         let repo: String = row.get(0);
         if let Some((digest, size)) = blob {
-            postgres_gc::gate_shared(&tx).await?;
+            gc::gate_shared(&tx).await?;
             let st = tx.prepare_cached(LINK_BLOB).await?;
             tx.execute(&st, &[&repo, &digest.to_string(), &(size as i64), &now()])
                 .await?;
@@ -373,7 +278,7 @@ impl MetadataStore for PostgresMetadataStore {
     async fn manifest_put(&self, m: NewManifest) -> Result<Option<Digest>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        postgres_gc::gate_shared(&tx).await?;
+        gc::gate_shared(&tx).await?;
         let repo = m.repo.as_str();
         ensure_repo(&tx, repo).await?;
         let has_blob = tx
@@ -427,7 +332,7 @@ impl MetadataStore for PostgresMetadataStore {
             ],
         )
         .await?;
-        postgres_index::set_info(&tx, repo, &digest, &m.info).await?;
+        index::set_info(&tx, repo, &digest, &m.info).await?;
         let refs = tx
             .prepare_cached(
                 "INSERT INTO manifest_refs (repo, child, manifest) VALUES ($1, $2, $3)
@@ -577,12 +482,12 @@ impl MetadataStore for PostgresMetadataStore {
 
     async fn artifacts(&self, q: &ArtifactQuery) -> Result<Vec<ArtifactRecord>> {
         let c = self.pool.get().await?;
-        postgres_index::artifacts(&c, q).await
+        index::artifacts(&c, q).await
     }
 
     async fn manifests_unindexed(&self, limit: usize) -> Result<Vec<(String, StoredManifest)>> {
         let c = self.pool.get().await?;
-        postgres_index::unindexed(&c, limit).await
+        index::unindexed(&c, limit).await
     }
 
     async fn manifest_set_info(
@@ -593,7 +498,7 @@ impl MetadataStore for PostgresMetadataStore {
     ) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        postgres_index::set_info(&tx, repo, &digest.to_string(), info).await?;
+        index::set_info(&tx, repo, &digest.to_string(), info).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -617,7 +522,7 @@ impl MetadataStore for PostgresMetadataStore {
     async fn blob_link_if_linked(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        postgres_gc::gate_shared(&tx).await?;
+        gc::gate_shared(&tx).await?;
         ensure_repo(&tx, repo).await?;
         let n = tx
             .execute(
@@ -633,11 +538,11 @@ impl MetadataStore for PostgresMetadataStore {
 
     async fn usage(&self, max_repositories: usize) -> Result<crate::Usage> {
         let mut c = self.pool.get().await?;
-        postgres_index::usage(&mut c, max_repositories).await
+        index::usage(&mut c, max_repositories).await
     }
 
     async fn scheduled_pass_lock(&self, name: &str) -> Result<Option<crate::gc::GcLock>> {
-        postgres_gc::scheduled_pass_lock(&self.pool, name).await
+        gc::scheduled_pass_lock(&self.pool, name).await
     }
 
     async fn state_get(&self, key: &str) -> Result<Option<i64>> {
@@ -661,7 +566,7 @@ impl MetadataStore for PostgresMetadataStore {
     }
 
     async fn namespace_lock(&self, namespace: &str) -> Result<crate::gc::GcLock> {
-        postgres_gc::namespace_lock(&self.pool, namespace).await
+        gc::namespace_lock(&self.pool, namespace).await
     }
 
     async fn namespace_contains(
@@ -671,12 +576,12 @@ impl MetadataStore for PostgresMetadataStore {
         digest: &Digest,
     ) -> Result<bool> {
         let c = self.pool.get().await?;
-        postgres_index::namespace_contains(&c, namespace, repo, &digest.to_string()).await
+        index::namespace_contains(&c, namespace, repo, &digest.to_string()).await
     }
 
     async fn namespace_usage(&self, namespace: &str) -> Result<u64> {
         let c = self.pool.get().await?;
-        postgres_index::namespace_usage(&c, namespace).await
+        index::namespace_usage(&c, namespace).await
     }
 
     async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
@@ -699,72 +604,5 @@ impl MetadataStore for PostgresMetadataStore {
                 })
             })
             .collect()
-    }
-}
-
-impl PostgresMetadataStore {
-    async fn db_api_key_create(&self, k: &ApiKeyRecord) -> Result<bool> {
-        let c = self.pool.get().await?;
-        let st = c
-            .prepare_cached(
-                "INSERT INTO api_keys (name, secret_sha256, grants, created_at, expires_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (name) DO NOTHING",
-            )
-            .await?;
-        let n = c
-            .execute(
-                &st,
-                &[
-                    &k.name,
-                    &k.secret_sha256,
-                    &k.grants,
-                    &k.created_at,
-                    &k.expires_at,
-                ],
-            )
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn db_api_key_get(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
-        let c = self.pool.get().await?;
-        let st = c
-            .prepare_cached(&format!("{API_KEY_COLUMNS} WHERE name = $1"))
-            .await?;
-        Ok(c.query_opt(&st, &[&name]).await?.map(|r| api_key_row(&r)))
-    }
-
-    async fn db_api_key_list(&self) -> Result<Vec<ApiKeyRecord>> {
-        let c = self.pool.get().await?;
-        let st = c
-            .prepare_cached(&format!("{API_KEY_COLUMNS} ORDER BY name"))
-            .await?;
-        Ok(c.query(&st, &[]).await?.iter().map(api_key_row).collect())
-    }
-
-    async fn db_api_key_revoke(&self, name: &str, at: i64) -> Result<bool> {
-        let c = self.pool.get().await?;
-        let st = c
-            .prepare_cached(
-                "UPDATE api_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
-            )
-            .await?;
-        Ok(c.execute(&st, &[&name, &at]).await? > 0)
-    }
-}
-
-crate::meta::api_key_store!(PostgresMetadataStore);
-
-const API_KEY_COLUMNS: &str =
-    "SELECT name, secret_sha256, grants, created_at, expires_at, revoked_at FROM api_keys";
-
-fn api_key_row(r: &tokio_postgres::Row) -> ApiKeyRecord {
-    ApiKeyRecord {
-        name: r.get(0),
-        secret_sha256: r.get(1),
-        grants: r.get(2),
-        created_at: r.get(3),
-        expires_at: r.get(4),
-        revoked_at: r.get(5),
     }
 }
