@@ -82,6 +82,28 @@ def test_bad_config_is_one_clear_line(tmp_path, content, message):
     assert "panicked" not in r.stderr
 
 
+def test_listing_and_chunk_limits_come_from_the_config(tmp_path):
+    """`limits.max_page_size` caps `n` and sizes pages without it; `limits.chunk_min_length`
+    is what uploads are told (README's configuration table)."""
+    cfg = tmp_path / "wharf.toml"
+    cfg.write_text("[limits]\nmax_page_size = 3\nchunk_min_length = 4096\n")
+    s = start_wharf(tmp_path / "d", config=cfg)
+    try:
+        r = s("POST", "/v2/lim/blobs/uploads/")
+        assert r.status_code == 202 and r.headers["OCI-Chunk-Min-Length"] == "4096"
+        for t in ("a", "b", "c", "d"):
+            s.push_image("lim", t)
+        r = s("GET", "/v2/lim/tags/list")
+        assert r.status_code == 200 and r.json()["tags"] == ["a", "b", "c"], r.text
+        assert 'rel="next"' in r.headers["Link"]
+        r = s("GET", "/v2/lim/tags/list", params={"n": 4})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["code"] == "PAGINATION_NUMBER_INVALID"
+        assert s("GET", "/v2/lim/tags/list", params={"n": 3}).status_code == 200
+    finally:
+        s.stop()
+
+
 def test_missing_config_file(tmp_path):
     r = subprocess.run([str(WHARF), "serve", "--config", str(tmp_path / "nope.toml")],
                        capture_output=True, text=True, timeout=30)

@@ -112,9 +112,9 @@ enum Command {
     /// Check manifests' cosign signatures against a public key.
     Verify(cli::sign::VerifyArgs),
     /// Attest a predicate (SBOM, provenance, ...) about a manifest, in cosign's format.
-    Attest(cli::sign::AttestArgs),
+    Attest(cli::attest::AttestArgs),
     /// Check a manifest's attestations against a public key; print their predicates.
-    VerifyAttestation(cli::sign::VerifyAttestationArgs),
+    VerifyAttestation(cli::attest::VerifyAttestationArgs),
     /// Copy by digest, sign in the target, verify there, then move the target tag.
     Promote(cli::sign::PromoteArgs),
     /// Fetch, push or delete manifests.
@@ -165,9 +165,9 @@ fn main() -> ExitCode {
         Command::Key(c) => return client(cli::sign::key(c)),
         Command::Sign(a) => return client(cli::block_on(cli::sign::sign(a))),
         Command::Verify(a) => return client(cli::block_on(cli::sign::verify(a))),
-        Command::Attest(a) => return client(cli::block_on(cli::sign::attest(a))),
+        Command::Attest(a) => return client(cli::block_on(cli::attest::attest(a))),
         Command::VerifyAttestation(a) => {
-            return client(cli::block_on(cli::sign::verify_attestation(a)))
+            return client(cli::block_on(cli::attest::verify_attestation(a)))
         }
         Command::Promote(a) => return client(cli::block_on(cli::sign::promote(a))),
         Command::Untag(a) => return client(cli::block_on(cli::content::untag(a))),

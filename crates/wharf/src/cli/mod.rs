@@ -2,6 +2,7 @@
 //! mapping, and dispatch. Each command is a thin layer over `wharf_client`.
 
 pub mod artifact;
+pub mod attest;
 pub mod chart;
 pub mod content;
 pub mod flux;
