@@ -8,17 +8,13 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
-from common import update_json, update_section, wrk_with_headers
+from common import run_section, wrk_with_headers
 from conftest import WHARF, go_tool, start_wharf
 
 RUNS = 5
@@ -228,15 +224,4 @@ def report(r, quick, elapsed):
 
 
 def main(quick, out):
-    started = time.time()
-    work = Path(tempfile.mkdtemp(prefix="wharf-bench-artifacts-",
-                                 dir=os.environ.get("BENCH_DIR")))
-    try:
-        print("measuring charts, bundles and search", file=sys.stderr)
-        results = measure(work, quick)
-        text = report(results, quick, time.time() - started)
-        update_section(Path(out), "artifacts", text)
-        update_json(Path(out).with_suffix(".json"), "artifacts", results)
-        print(text)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_section("artifacts", "charts, bundles and search", measure, report, quick, out)

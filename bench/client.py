@@ -12,15 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import zlib
-from pathlib import Path
 
 import oras.client
 
-from common import MiB, quiesce, update_section
+from common import MiB, quiesce, run_section
 from conftest import WHARF, go_tool, start_wharf
 
 LAYERS = 3
@@ -338,16 +335,4 @@ def report(r, quick, elapsed):
 
 
 def main(quick, out):
-    from common import update_json
-    started = time.time()
-    work = Path(tempfile.mkdtemp(prefix="wharf-bench-client-",
-                                 dir=os.environ.get("BENCH_DIR")))
-    try:
-        print("measuring the client commands", file=sys.stderr)
-        results = measure(work, quick)
-        text = report(results, quick, time.time() - started)
-        update_section(Path(out), "client", text)
-        update_json(Path(out).with_suffix(".json"), "client", results)
-        print(text)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_section("client", "the client commands", measure, report, quick, out)

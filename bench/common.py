@@ -221,3 +221,22 @@ def print_median_table(runs):
     for name, rs in runs.items():
         m = sorted(rs, key=lambda r: r["ops_s"])[len(rs) // 2]
         print(f"| {name} | {m['ops_s']:,.0f} | {m['p99_ms']:.2f} | {m['cpu_ms_per_op']:.3f} |")
+
+
+def run_section(section, what, measure, report, quick, out):
+    """Measures in a scratch directory (under $BENCH_DIR when set), then writes the report
+    into section `section` of `out` (RESULTS.md) and the figures into RESULTS.json."""
+    import shutil
+    import tempfile
+    started = time.time()
+    work = Path(tempfile.mkdtemp(prefix=f"wharf-bench-{section}-",
+                                 dir=os.environ.get("BENCH_DIR")))
+    try:
+        print(f"measuring {what}", file=sys.stderr)
+        results = measure(work, quick)
+        text = report(results, quick, time.time() - started)
+        update_section(Path(out), section, text)
+        update_json(Path(out).with_suffix(".json"), section, results)
+        print(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

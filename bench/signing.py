@@ -5,14 +5,10 @@ without. Writes the signing section of bench/RESULTS.md. Run it with `bench/run 
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from common import update_json, update_section, wrk_with_headers
+from common import run_section, wrk_with_headers
 from conftest import WHARF, go_tool, start_wharf
 
 RUNS = 5
@@ -204,15 +200,4 @@ def report(r, quick, elapsed):
 
 
 def main(quick, out):
-    started = time.time()
-    work = Path(tempfile.mkdtemp(prefix="wharf-bench-signing-",
-                                 dir=os.environ.get("BENCH_DIR")))
-    try:
-        print("measuring signing", file=sys.stderr)
-        results = measure(work, quick)
-        text = report(results, quick, time.time() - started)
-        update_section(Path(out), "signing", text)
-        update_json(Path(out).with_suffix(".json"), "signing", results)
-        print(text)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_section("signing", "signing", measure, report, quick, out)
