@@ -248,6 +248,8 @@ def test_the_matrix(secured):
                 if got != want:
                     wrong.append((who, action, repo, got, want))
     assert not wrong, wrong
+    # with [auth] configured, the start-up warning about open access is not given
+    assert "access control is off" not in s.server.log()
 
 
 def test_catalog_shows_only_what_the_caller_may_pull(secured):

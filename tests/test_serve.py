@@ -96,6 +96,8 @@ def test_listing_and_chunk_limits_come_from_the_config(tmp_path):
         r = s("GET", "/v2/lim/tags/list")
         assert r.status_code == 200 and r.json()["tags"] == ["a", "b", "c"], r.text
         assert 'rel="next"' in r.headers["Link"]
+        # no [auth]: the log says, once, that anyone who reaches the address may write
+        assert s.log().count("access control is off (no [auth] in the configuration)") == 1
         r = s("GET", "/v2/lim/tags/list", params={"n": 4})
         assert r.status_code == 400, r.text
         assert r.json()["errors"][0]["code"] == "PAGINATION_NUMBER_INVALID"

@@ -308,6 +308,12 @@ async fn serve(s: Settings) -> Result<(), String> {
         "http"
     };
     tracing::info!(data_dir = %s.data_dir.display(), "wharf registry serving on {scheme}://{addr}");
+    if s.auth.is_none() {
+        tracing::warn!(
+            "access control is off (no [auth] in the configuration): anyone who reaches \
+             {addr} may pull, push and delete; docs/auth.md turns it on"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::listener::serve(listener, options, app, stop_rx));
     // Manifests stored before the artifact index existed are indexed once, in the
