@@ -758,3 +758,28 @@ def test_the_realm_is_never_built_from_unchecked_headers(secured):
     r = requests.get(f"{s.url}/v2/team/app/tags/list",
                      headers={"Host": "registry.example", "X-Forwarded-Proto": "https"})
     assert challenge_params(r)["realm"] == "https://registry.example/token"
+
+
+def test_cli_names_the_repository_a_bodiless_refusal_was_about(tmp_path):
+    """A push starts with HEADs, whose 403 carries no reason: wharf says which repository
+    the credentials were refused for, in one line, with the authorization exit code."""
+    cfg = users_config(tmp_path / "wharf.toml", {"alice": "alice-pw"},
+                       [(["team/**"], ["alice"], ["pull", "push"])])
+    s = start_wharf(tmp_path / "data", config=cfg)
+    try:
+        f = tmp_path / "a.txt"
+        f.write_text("a\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+        env["DOCKER_CONFIG"] = str(tmp_path / "docker")
+        run = lambda ref: subprocess.run(  # noqa: E731
+            [str(WHARF), "push", "-u", "alice", "-p", "alice-pw", ref, str(f)],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert run(f"{s.host}/team/app:v1").returncode == 0
+        p = run(f"{s.host}/other/app:v1")
+        assert p.returncode == 4, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("wharf: error: HEAD "), p.stderr
+        assert lines[0].endswith(": 403 DENIED: access to other/app refused for these "
+                                 "credentials (a HEAD answer gives no reason)"), p.stderr
+    finally:
+        s.stop()

@@ -538,6 +538,21 @@ fn http_client(opts: &ClientOptions, t: &Transport) -> Result<reqwest::Client> {
 }
 
 /// Turns an error status into [`Error::Registry`], reading the spec's JSON error body.
+/// What a bodiless 403 refused: access to the repository in the API path `url` names.
+fn refused_access(url: &str) -> String {
+    let path = url.split_once("/v2/").map_or("", |(_, p)| p);
+    let repository = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|seg| path.find(seg).map(|i| &path[..i]))
+        .min_by_key(|r| r.len());
+    match repository {
+        Some(r) if !r.is_empty() => {
+            format!("access to {r} refused for these credentials (a HEAD answer gives no reason)")
+        }
+        _ => "access refused for these credentials (a HEAD answer gives no reason)".into(),
+    }
+}
+
 pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Response> {
     let status = resp.status();
     if status.is_success() || status.is_redirection() {
@@ -566,14 +581,15 @@ pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Res
         .ok()
         .and_then(|v| v.get("errors")?.get(0).cloned())
         .or_else(|| {
-            // HEAD answers have no body: name the common refusals anyway.
-            let code = match status.as_u16() {
-                401 => "UNAUTHORIZED",
-                403 => "DENIED",
-                404 => "NOT_FOUND",
+            // HEAD answers have no body: name the common refusals anyway, and say what a
+            // refusal was about, since the registry could not.
+            let (code, message) = match status.as_u16() {
+                401 => ("UNAUTHORIZED", None),
+                403 => ("DENIED", Some(refused_access(url))),
+                404 => ("NOT_FOUND", None),
                 _ => return None,
             };
-            Some(serde_json::json!({ "code": code }))
+            Some(serde_json::json!({ "code": code, "message": message }))
         });
     let field = |k: &str| {
         first
