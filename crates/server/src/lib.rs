@@ -47,7 +47,7 @@ pub struct ServerOptions {
     /// How long a request body may go without sending a byte before the request fails.
     pub body_idle_timeout: std::time::Duration,
     /// The most of an unread request body discarded so that a refusal reaches the client
-    /// (see [`drain`]); a longer one gets its answer with `Connection: close`.
+    /// (see `drain`); a longer one gets its answer with `Connection: close`.
     pub drain_max_bytes: u64,
     /// Serve pulls only (maintenance mode): every write is refused.
     pub read_only: bool,

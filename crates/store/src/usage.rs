@@ -1,6 +1,6 @@
 //! What the registry holds, as operators watch it: bytes stored, bytes per repository and
 //! artifact kind, open upload sessions and dangling manifests. Each backend answers with one
-//! read; [`Usage::from_rows`] folds the per-repository rows under a cap, so that a registry
+//! read; [`Usage::fold_repositories`] folds the per-repository rows under a cap, so that a registry
 //! with a million repositories still reports a bounded number of series.
 
 use std::collections::HashMap;

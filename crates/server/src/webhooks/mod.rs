@@ -1,7 +1,7 @@
 //! Webhooks: what happened to content (a manifest pushed or deleted, a tag moved, a signature
 //! attached), POSTed to the operator's endpoints in Distribution's notification envelope.
 //!
-//! Handlers describe what they did as [`Notices`] on their response; the dispatcher adds who
+//! Handlers describe what they did as `Notices` on their response; the dispatcher adds who
 //! asked and how, and hands the events to each endpoint's queue without waiting. Each
 //! endpoint has one worker that delivers its events in order (those waiting together, in
 //! one envelope), retrying with exponential backoff. A queue is bounded: while an endpoint is down its queue fills and further events
