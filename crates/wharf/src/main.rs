@@ -67,7 +67,7 @@ enum Command {
     Gc(gc::GcArgs),
     /// Re-hash every stored blob; report and quarantine damaged ones.
     Scrub(scrub::ScrubArgs),
-    /// Operator tasks: API keys, password hashes.
+    /// Operator tasks: API keys, password hashes, storage and quota usage.
     Admin(admin::AdminArgs),
     /// Log in to a registry; credentials go to Docker's config.json.
     Login(cli::LoginArgs),
