@@ -266,6 +266,14 @@ def test_errors_and_exit_codes(wharf, cli, tmp_path):
     assert p.returncode == 1 and b"missing.txt" in p.stderr
     p = cli("push", f"{wharf.host}/x:v1", check=False)
     assert p.returncode == 2  # usage: no files
+    # -o naming a file, not a directory
+    (tmp_path / "afile").write_text("x")
+    cli("push", f"{wharf.host}/cli/o:v1", tmp_path / "afile")
+    p = cli("pull", f"{wharf.host}/cli/o:v1", "-o", tmp_path / "afile", check=False)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"wharf: error: {tmp_path / 'afile'} is a file: the output names a directory to "
+        "write into\n"), p.stderr
+    assert (tmp_path / "afile").read_text() == "x"
     # a blob the repository does not have
     wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
     p = cli("blob", "fetch", f"{wharf.host}/cli/lie@{wrong}", "-o", tmp_path / "x",

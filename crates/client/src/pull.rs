@@ -208,6 +208,12 @@ impl Client {
                 )
             }));
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is a file: the output names a directory to write into",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let written = self.write_plan(&at, dir, kind, plan, progress).await?;
         Ok(PullResult {
