@@ -274,6 +274,10 @@ def test_errors_and_exit_codes(wharf, cli, tmp_path):
         f"wharf: error: {tmp_path / 'afile'} is a file: the output names a directory to "
         "write into\n"), p.stderr
     assert (tmp_path / "afile").read_text() == "x"
+    p = cli("backup", f"{wharf.host}/cli/o", "-o", tmp_path / "afile", check=False)
+    assert p.returncode == 1 and p.stderr.decode() == (
+        f"wharf: error: {tmp_path / 'afile'} is a file: a layout is a directory (or a tar, "
+        "for a name ending in .tar)\n"), p.stderr
     # a blob the repository does not have
     wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
     p = cli("blob", "fetch", f"{wharf.host}/cli/lie@{wrong}", "-o", tmp_path / "x",

@@ -114,6 +114,18 @@ pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     Ok(entries)
 }
 
+/// Creates the directory a command writes into (`-o`), saying so when `dir` names a file:
+/// the system's "File exists" or "Not a directory" does not tell which argument is wrong.
+pub(crate) fn create_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is a file: the output names a directory to write into",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))
+}
+
 /// Where a layer titled `title` goes under `dir`, refusing titles that would leave it.
 pub fn safe_join(dir: &Path, title: &str) -> Result<PathBuf> {
     let p = Path::new(title);

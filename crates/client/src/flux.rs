@@ -323,7 +323,7 @@ impl Client {
             })?
             .clone();
         let at = r.with_digest(desc.digest.clone());
-        std::fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
+        crate::artifact::create_output_dir(out)?;
         let staging = tempfile::Builder::new()
             .prefix(".wharf-bundle-")
             .tempdir_in(out)

@@ -14,7 +14,8 @@ use wharf_oci::media_type::{
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind};
 
 use crate::artifact::{
-    safe_join, unpack_directory, ArtifactResult, ANNOTATION_TITLE, ANNOTATION_UNPACK,
+    create_output_dir, safe_join, unpack_directory, ArtifactResult, ANNOTATION_TITLE,
+    ANNOTATION_UNPACK,
 };
 use crate::blobs::{SharedProgress, Transfer};
 use crate::copy::Platform;
@@ -208,13 +209,7 @@ impl Client {
                 )
             }));
         };
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::Invalid(format!(
-                "{} is a file: the output names a directory to write into",
-                dir.display()
-            )));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+        create_output_dir(dir)?;
         let written = self.write_plan(&at, dir, kind, plan, progress).await?;
         Ok(PullResult {
             artifact: ArtifactResult {

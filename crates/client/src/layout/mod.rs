@@ -66,6 +66,12 @@ fn serialize_digests<S: serde::Serializer>(
 impl OciLayout {
     /// Opens a layout directory, creating an empty one if `root` does not exist yet.
     pub fn create(root: &Path) -> Result<OciLayout> {
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is a file: a layout is a directory (or a tar, for a name ending in .tar)",
+                root.display()
+            )));
+        }
         std::fs::create_dir_all(root.join("blobs")).map_err(|e| Error::file(root, e))?;
         let marker = root.join("oci-layout");
         if !marker.exists() {
