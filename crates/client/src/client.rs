@@ -537,7 +537,6 @@ fn http_client(opts: &ClientOptions, t: &Transport) -> Result<reqwest::Client> {
         .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))
 }
 
-/// Turns an error status into [`Error::Registry`], reading the spec's JSON error body.
 /// What a bodiless 403 refused: access to the repository in the API path `url` names.
 fn refused_access(url: &str) -> String {
     let path = url.split_once("/v2/").map_or("", |(_, p)| p);
@@ -553,6 +552,7 @@ fn refused_access(url: &str) -> String {
     }
 }
 
+/// Turns an error status into [`Error::Registry`], reading the spec's JSON error body.
 pub(crate) async fn check(resp: Response, method: &str, url: &str) -> Result<Response> {
     let status = resp.status();
     if status.is_success() || status.is_redirection() {
